@@ -1,0 +1,116 @@
+# kafkasend: build, generate, test.
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+ROOT := $(abspath .)
+BIN := $(ROOT)/bin
+export PATH := $(BIN):$(PATH)
+export GOTOOLCHAIN ?= local
+
+CONTROLLER_GEN_VERSION ?= v0.23.0
+KUSTOMIZE_VERSION ?= v5.8.1
+HELM_VERSION ?= v3.22.0
+K8S_VERSION ?= v1.37.2
+
+CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
+KUSTOMIZE := $(BIN)/kustomize-$(KUSTOMIZE_VERSION)
+HELM := $(BIN)/helm-$(HELM_VERSION)
+
+IMG ?= kafkasend/operator:dev
+WORKER_IMG ?= kafkasend/portal:dev
+
+.PHONY: all
+all: build
+
+##@ Development
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-18s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests (and the chart's copy of the CRD).
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:maxDescLen=512 paths="./api/...;./controllers/..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	mkdir -p charts/kafkasend/crds && cp config/crd/bases/*.yaml charts/kafkasend/crds/
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: verify-generated
+verify-generated: $(CONTROLLER_GEN) ## Fail when generated files are not up to date.
+	hack/verify-generated.sh
+
+.PHONY: fmt
+fmt: ## gofmt the tree.
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## go vet and gofmt check.
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+
+.PHONY: build
+build: ## Build the manager, portal and kafkasend binaries into bin/.
+	go build -o $(BIN)/manager ./cmd/manager
+	go build -o $(BIN)/portal ./cmd/portal
+	go build -o $(BIN)/kafkasend ./cmd/kafkasend
+
+##@ Test
+
+.PHONY: test
+test: $(CONTROLLER_GEN) ## Everything: generated files, vet, unit, envtest and real-Kafka tests.
+	hack/test.sh
+
+.PHONY: test-unit
+test-unit: ## Unit tests only (embedded Kafka, no control plane).
+	go test -count=1 -race $$(go list ./... | grep -v -e /test/ -e /controllers)
+
+.PHONY: envtest-assets
+envtest-assets: ## Build kube-apiserver and etcd for envtest (cached in bin/k8s).
+	K8S_VERSION=$(K8S_VERSION) hack/envtest-assets.sh
+
+.PHONY: kafka-start kafka-stop
+kafka-start: ## Start the local Apache Kafka broker (prints its address).
+	hack/kafka.sh start
+kafka-stop: ## Stop the local Apache Kafka broker.
+	hack/kafka.sh stop
+
+##@ Demo
+
+.PHONY: demo
+demo: ## The main job end to end on an embedded Kafka (no cluster, no broker).
+	go run ./cmd/kafkasend demo
+
+##@ Deploy
+
+.PHONY: install
+install: manifests $(KUSTOMIZE) ## Install the CRD into the current kubectl context.
+	$(KUSTOMIZE) build config/crd | kubectl apply --server-side -f -
+
+.PHONY: deploy
+deploy: manifests $(KUSTOMIZE) ## Deploy the operator with kustomize into the current kubectl context.
+	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
+	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: $(KUSTOMIZE) ## Remove the operator.
+	$(KUSTOMIZE) build config/default | kubectl delete --ignore-not-found -f -
+
+##@ Tools
+
+$(CONTROLLER_GEN):
+	GOBIN=$(BIN)/.tmp go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+	mv $(BIN)/.tmp/controller-gen $@
+
+$(KUSTOMIZE):
+	GOBIN=$(BIN)/.tmp go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	mv $(BIN)/.tmp/kustomize $@
+
+$(HELM):
+	GOBIN=$(BIN)/.tmp go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(BIN)/.tmp/helm $@
+
+.PHONY: tools
+tools: $(CONTROLLER_GEN) $(KUSTOMIZE) $(HELM) ## Install build tools into bin/.

@@ -1,0 +1,85 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kafkasendv1alpha1 "kafkasend.io/kafkasend/api/v1alpha1"
+)
+
+// Condition reasons about referenced Secrets.
+const (
+	ReasonSecretNotFound    = "SecretNotFound"
+	ReasonSecretKeyNotFound = "SecretKeyNotFound"
+)
+
+// secretProblem is a referenced Secret or key that is not there.
+type secretProblem struct {
+	Reason  string
+	Message string
+}
+
+// checkSecrets verifies that every Secret key the pipeline references exists
+// and returns a digest of the values the worker cannot reload by itself,
+// and the content of each mounted file.
+// The OAuth client credentials are excluded from the digest: the worker
+// re-reads them, so rotating them does not restart the pods.
+func checkSecrets(ctx context.Context, c client.Reader, p *kafkasendv1alpha1.PortalPipeline) (string, map[string][]byte, *secretProblem, error) {
+	h := sha256.New()
+	secrets := map[string]*corev1.Secret{}
+	// files maps a mounted file (below secretsDir) to its content.
+	files := map[string][]byte{}
+	var missing []string
+	var missingKeys []string
+	for _, m := range secretMounts(p) {
+		s, seen := secrets[m.ref.Secret]
+		if !seen {
+			s = &corev1.Secret{}
+			err := c.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: m.ref.Secret}, s)
+			switch {
+			case apierrors.IsNotFound(err):
+				s = nil
+				missing = append(missing, fmt.Sprintf("%q (%s)", m.ref.Secret, m.ref.Field))
+			case err != nil:
+				return "", nil, nil, fmt.Errorf("reading Secret %s: %w", m.ref.Secret, err)
+			}
+			secrets[m.ref.Secret] = s
+		}
+		if s == nil {
+			continue
+		}
+		v, ok := s.Data[m.ref.Key]
+		if !ok {
+			missingKeys = append(missingKeys, fmt.Sprintf("key %q in Secret %q (%s)", m.ref.Key, m.ref.Secret, m.ref.Field))
+			continue
+		}
+		files[m.file] = v
+		if m.restart {
+			fmt.Fprintf(h, "%s\x00%s\x00%d\x00", m.ref.Secret, m.ref.Key, len(v))
+			h.Write(v)
+		}
+	}
+	switch {
+	case len(missing) > 0:
+		return "", nil, &secretProblem{ReasonSecretNotFound, "Secret not found: " + strings.Join(missing, ", ")}, nil
+	case len(missingKeys) > 0:
+		return "", nil, &secretProblem{ReasonSecretKeyNotFound, "Missing " + strings.Join(missingKeys, ", ")}, nil
+	}
+	return hex.EncodeToString(h.Sum(nil)), files, nil, nil
+}
+
+// configHash digests the rendered configuration and the Secret digest.
+func configHash(rendered []byte, secretDigest string) string {
+	h := sha256.New()
+	h.Write(rendered)
+	h.Write([]byte{0})
+	h.Write([]byte(secretDigest))
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}

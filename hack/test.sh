@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# `make test`: everything a change must pass, on a fresh machine.
+#  1. generated files up to date, gofmt and go vet clean;
+#  2. unit tests with the race detector (Kafka-using ones on in-process kfake);
+#  3. envtest (real kube-apiserver, etcd, kube-controller-manager built by
+#     hack/envtest-assets.sh) and integration tests against a real Apache
+#     Kafka broker started by hack/kafka.sh;
+#  4. the packaging: kustomize builds and the Helm chart renders.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
+t0=$(date +%s)
+step() { echo; echo "==> $* ($(( $(date +%s) - t0 ))s)"; }
+
+step "generated files"
+hack/verify-generated.sh
+
+step "gofmt, go vet"
+make --no-print-directory vet
+
+step "envtest assets"
+KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)
+export KUBEBUILDER_ASSETS
+
+step "Apache Kafka"
+hack/kafka.sh libs
+trap 'hack/kafka.sh stop >/dev/null 2>&1 || true' EXIT
+brokers=$(hack/kafka.sh start)
+echo "broker at $brokers"
+
+integration=(./controllers/... ./test/...)
+unit=$(go list ./... | grep -v -e '/controllers$' -e '/test/')
+
+step "unit tests (race detector, embedded kfake)"
+# shellcheck disable=SC2086
+env -u KAFKASEND_TEST_BROKERS go test -count=1 -race -timeout 15m $unit
+
+step "envtest and Apache Kafka integration tests"
+KAFKASEND_TEST_BROKERS=$brokers KAFKASEND_REQUIRE_REAL_KAFKA=1 KAFKASEND_REQUIRE_ENVTEST=1 \
+  go test -count=1 -timeout 20m "${integration[@]}"
+
+if [[ -x hack/test-packaging.sh ]]; then
+  step "packaging"
+  hack/test-packaging.sh
+fi
+
+step "done in $(( $(date +%s) - t0 ))s"

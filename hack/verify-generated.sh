@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Regenerates deepcopy code, the CRD, RBAC and the chart's CRD copy, and fails
+# when that changed anything: generated files must be committed up to date.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+files=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml charts/kafkasend/crds)
+snap=$(mktemp -d)
+trap 'rm -rf "$snap"' EXIT
+for f in "${files[@]}"; do mkdir -p "$snap/$(dirname "$f")"; cp -r "$f" "$snap/$f"; done
+make --no-print-directory -s generate manifests >/dev/null
+stale=0
+for f in "${files[@]}"; do
+  if ! diff -r "$snap/$f" "$f" >/dev/null; then
+    echo "out of date: $f (run 'make generate manifests' and commit)" >&2
+    diff -r "$snap/$f" "$f" | head -20 >&2 || true
+    stale=1
+  fi
+done
+exit $stale

@@ -1,0 +1,261 @@
+// Package config is the portal worker's configuration file: the data-plane
+// part of a PortalPipeline spec, rendered by the controller into a ConfigMap
+// and read by `portal --config FILE`. Secrets never appear here: only the
+// paths of the files where they are mounted.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// Config is the whole portal configuration.
+type Config struct {
+	Kafka       Kafka       `json:"kafka"`
+	Topics      Topics      `json:"topics"`
+	Upstream    Upstream    `json:"upstream"`
+	OAuth       *OAuth      `json:"oauth,omitempty"`
+	Concurrency Concurrency `json:"concurrency"`
+	Timeouts    Timeouts    `json:"timeouts"`
+	Retries     Retries     `json:"retries"`
+}
+
+// Kafka says how to reach the brokers.
+type Kafka struct {
+	Brokers       []string `json:"brokers"`
+	ConsumerGroup string   `json:"consumerGroup"`
+	// InitialOffset is "earliest" or "latest": where a group with no commit starts.
+	InitialOffset string `json:"initialOffset,omitempty"`
+	// Version is the Kafka protocol version to speak (e.g. "3.7.0"); empty means
+	// the project's default (at least 2.1.0, the oldest a 4.x broker accepts).
+	Version  string `json:"version,omitempty"`
+	ClientID string `json:"clientID,omitempty"`
+	// MaxMessageBytes bounds each produced chunk (value and headers).
+	MaxMessageBytes int   `json:"maxMessageBytes,omitempty"`
+	TLS             *TLS  `json:"tls,omitempty"`
+	SASL            *SASL `json:"sasl,omitempty"`
+}
+
+// TLS for the Kafka connection. Files are mounted from Secrets.
+type TLS struct {
+	CAFile   string `json:"caFile,omitempty"`
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
+}
+
+// SASL for the Kafka connection.
+type SASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism    string `json:"mechanism"`
+	UsernameFile string `json:"usernameFile"`
+	PasswordFile string `json:"passwordFile"`
+}
+
+// Topics the portal reads and writes.
+type Topics struct {
+	Requests   string `json:"requests"`
+	Replies    string `json:"replies"`
+	DeadLetter string `json:"deadLetter,omitempty"`
+}
+
+// Upstream is the one HTTP API jobs may call.
+type Upstream struct {
+	// BaseURL fixes scheme, host, port and base path of every call.
+	BaseURL string `json:"baseURL"`
+	// AllowInsecureHTTP permits an http:// BaseURL.
+	AllowInsecureHTTP bool              `json:"allowInsecureHTTP,omitempty"`
+	CAFile            string            `json:"caFile,omitempty"`
+	MaxRequestBytes   int64             `json:"maxRequestBytes"`
+	MaxResponseBytes  int64             `json:"maxResponseBytes"`
+	Headers           map[string]string `json:"headers,omitempty"`
+	// FollowRedirects follows redirects that stay on the BaseURL's origin.
+	FollowRedirects bool `json:"followRedirects,omitempty"`
+}
+
+// OAuth2 client-credentials settings. Credentials are read from files and
+// re-read when they change.
+type OAuth struct {
+	TokenURL         string              `json:"tokenURL"`
+	ClientIDFile     string              `json:"clientIDFile"`
+	ClientSecretFile string              `json:"clientSecretFile"`
+	Scopes           []string            `json:"scopes,omitempty"`
+	EndpointParams   map[string][]string `json:"endpointParams,omitempty"`
+	// AuthStyle is "header" (HTTP basic), "params" (form body) or "" (auto-detect).
+	AuthStyle string `json:"authStyle,omitempty"`
+}
+
+// Concurrency bounds what one replica holds.
+type Concurrency struct {
+	MaxInFlight int   `json:"maxInFlight"`
+	MaxBytes    int64 `json:"maxBytes"`
+}
+
+// Timeouts of the data plane.
+type Timeouts struct {
+	Request       metav1.Duration `json:"request"`
+	ChunkAssembly metav1.Duration `json:"chunkAssembly"`
+	Drain         metav1.Duration `json:"drain"`
+}
+
+// Retries of upstream calls.
+type Retries struct {
+	// Attempts is the total number of tries (1 = no retry).
+	Attempts   int             `json:"attempts"`
+	Backoff    metav1.Duration `json:"backoff"`
+	MaxBackoff metav1.Duration `json:"maxBackoff"`
+	// OnStatuses are upstream HTTP statuses that are retried.
+	OnStatuses []int `json:"onStatuses,omitempty"`
+	// OnConnectionErrors retries when the upstream could not be reached.
+	OnConnectionErrors bool `json:"onConnectionErrors"`
+	// NonIdempotent also retries POST and PATCH (the Idempotency-Key header
+	// lets the upstream deduplicate).
+	NonIdempotent bool `json:"nonIdempotent,omitempty"`
+}
+
+// Default returns a configuration with the same defaults as the CRD.
+func Default() Config {
+	return Config{
+		Kafka: Kafka{InitialOffset: "earliest", MaxMessageBytes: 900 * 1024},
+		Upstream: Upstream{
+			MaxRequestBytes:  64 << 20,
+			MaxResponseBytes: 64 << 20,
+		},
+		Concurrency: Concurrency{MaxInFlight: 100, MaxBytes: 512 << 20},
+		Timeouts: Timeouts{
+			Request:       metav1.Duration{Duration: 15 * time.Minute},
+			ChunkAssembly: metav1.Duration{Duration: 2 * time.Minute},
+			Drain:         metav1.Duration{Duration: 60 * time.Second},
+		},
+		Retries: Retries{
+			Attempts:           3,
+			Backoff:            metav1.Duration{Duration: 200 * time.Millisecond},
+			MaxBackoff:         metav1.Duration{Duration: 10 * time.Second},
+			OnStatuses:         []int{502, 503, 504},
+			OnConnectionErrors: true,
+		},
+	}
+}
+
+// Load reads a YAML or JSON file over Default() and validates it.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(data)
+}
+
+// Parse decodes YAML or JSON over Default() and validates the result.
+func Parse(data []byte) (Config, error) {
+	c := Default()
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return Config{}, fmt.Errorf("parsing config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// Marshal renders the configuration as YAML.
+func (c Config) Marshal() ([]byte, error) { return yaml.Marshal(c) }
+
+// Validate reports every problem found, each naming its field.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if len(c.Kafka.Brokers) == 0 {
+		bad("kafka.brokers", "at least one broker is required")
+	}
+	if c.Kafka.ConsumerGroup == "" {
+		bad("kafka.consumerGroup", "required")
+	}
+	switch c.Kafka.InitialOffset {
+	case "", "earliest", "latest":
+	default:
+		bad("kafka.initialOffset", "must be earliest or latest, not %q", c.Kafka.InitialOffset)
+	}
+	if c.Kafka.MaxMessageBytes < 1024 {
+		bad("kafka.maxMessageBytes", "must be at least 1024")
+	}
+	if s := c.Kafka.SASL; s != nil {
+		switch s.Mechanism {
+		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		default:
+			bad("kafka.sasl.mechanism", "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, not %q", s.Mechanism)
+		}
+		if s.UsernameFile == "" || s.PasswordFile == "" {
+			bad("kafka.sasl", "usernameFile and passwordFile are required")
+		}
+	}
+	if c.Topics.Requests == "" {
+		bad("topics.requests", "required")
+	}
+	if c.Topics.Replies == "" {
+		bad("topics.replies", "required")
+	}
+	if u, err := url.Parse(c.Upstream.BaseURL); err != nil || u.Host == "" {
+		bad("upstream.baseURL", "must be an absolute URL, got %q", c.Upstream.BaseURL)
+	} else {
+		switch {
+		case u.Scheme == "https":
+		case u.Scheme == "http" && c.Upstream.AllowInsecureHTTP:
+		case u.Scheme == "http":
+			bad("upstream.baseURL", "http is refused unless allowInsecureHTTP is set")
+		default:
+			bad("upstream.baseURL", "scheme must be https (or http when allowed), got %q", u.Scheme)
+		}
+		if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			bad("upstream.baseURL", "must not carry user info, query or fragment")
+		}
+	}
+	if c.Upstream.MaxRequestBytes <= 0 {
+		bad("upstream.maxRequestBytes", "must be positive")
+	}
+	if c.Upstream.MaxResponseBytes <= 0 {
+		bad("upstream.maxResponseBytes", "must be positive")
+	}
+	if o := c.OAuth; o != nil {
+		if u, err := url.Parse(o.TokenURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			bad("oauth.tokenURL", "must be an absolute http(s) URL, got %q", o.TokenURL)
+		}
+		if o.ClientIDFile == "" || o.ClientSecretFile == "" {
+			bad("oauth", "clientIDFile and clientSecretFile are required")
+		}
+		switch strings.ToLower(o.AuthStyle) {
+		case "", "header", "params":
+		default:
+			bad("oauth.authStyle", "must be header or params, not %q", o.AuthStyle)
+		}
+	}
+	if c.Concurrency.MaxInFlight < 1 {
+		bad("concurrency.maxInFlight", "must be at least 1")
+	}
+	if c.Concurrency.MaxBytes < c.Upstream.MaxRequestBytes {
+		bad("concurrency.maxBytes", "must be at least upstream.maxRequestBytes (%d)", c.Upstream.MaxRequestBytes)
+	}
+	for name, d := range map[string]time.Duration{
+		"timeouts.request": c.Timeouts.Request.Duration, "timeouts.chunkAssembly": c.Timeouts.ChunkAssembly.Duration,
+		"timeouts.drain": c.Timeouts.Drain.Duration,
+	} {
+		if d <= 0 {
+			bad(name, "must be positive")
+		}
+	}
+	if c.Retries.Attempts < 1 {
+		bad("retries.attempts", "must be at least 1")
+	}
+	if c.Retries.Backoff.Duration < 0 || c.Retries.MaxBackoff.Duration < c.Retries.Backoff.Duration {
+		bad("retries", "need 0 <= backoff <= maxBackoff")
+	}
+	return errors.Join(errs...)
+}
