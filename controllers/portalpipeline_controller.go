@@ -11,6 +11,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -82,11 +83,11 @@ func (r *PortalPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		return ctrl.Result{}, nil
 	}
 
-	original := p.Status.DeepCopy()
+	original := p.DeepCopy()
 	obs, err := r.reconcileNormal(ctx, p)
 	setStatus(p, obs, r.now())
-	if !equality.Semantic.DeepEqual(original, &p.Status) {
-		if uerr := r.Status().Update(ctx, p); uerr != nil {
+	if !equality.Semantic.DeepEqual(original.Status, p.Status) {
+		if uerr := r.Status().Patch(ctx, p, client.MergeFrom(original)); client.IgnoreNotFound(uerr) != nil {
 			err = errors.Join(err, fmt.Errorf("updating status: %w", uerr))
 		}
 	}
@@ -135,7 +136,12 @@ func (r *PortalPipelineReconciler) reconcileNormal(ctx context.Context, p *kafka
 	}
 
 	obs.lag, obs.lagErr = r.measureLag(ctx, p, files)
-	obs.desired, obs.scaled = r.desiredReplicas(p, current, obs.lag)
+	obs.desired, obs.scaled = r.desiredReplicas(p, obs.lag)
+	if obs.scaled {
+		if err := r.scale(ctx, p, obs.desired); err != nil {
+			return obs, err
+		}
+	}
 
 	rendered, err := RenderConfig(p).Marshal()
 	if err != nil {
@@ -162,15 +168,33 @@ func (r *PortalPipelineReconciler) reconcileNormal(ctx context.Context, p *kafka
 	if current != nil && current.Spec.Template.Annotations[ConfigHashAnnotation] != hash {
 		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, "RollingOut", "Reconcile", "Configuration changed; rolling worker pods")
 	}
-	if obs.scaled {
-		r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, "Scaled", "Reconcile", "Scaled workers to %d", obs.desired)
-	}
 	// Read back the Deployment's status for the conditions.
 	d := &appsv1.Deployment{}
 	if err := r.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: childName(p)}, d); err == nil {
 		obs.deployment = d
 	}
 	return obs, nil
+}
+
+// scale sets spec.replicas through the scale subresource, as a
+// HorizontalPodAutoscaler would, so that only that field is written.
+func (r *PortalPipelineReconciler) scale(ctx context.Context, p *kafkasendv1alpha1.PortalPipeline, replicas int32) error {
+	from := "unset"
+	if p.Spec.Replicas != nil {
+		from = fmt.Sprint(*p.Spec.Replicas)
+	}
+	s := &autoscalingv1.Scale{}
+	if err := r.SubResource("scale").Get(ctx, p, s); err != nil {
+		return fmt.Errorf("reading scale: %w", err)
+	}
+	s.Spec.Replicas = replicas
+	if err := r.SubResource("scale").Update(ctx, p, client.WithSubResourceBody(s)); err != nil {
+		return fmt.Errorf("updating scale: %w", err)
+	}
+	r.Recorder.Eventf(p, nil, corev1.EventTypeNormal, "Scaled", "Autoscale", "Scaled workers from %s to %d", from, replicas)
+	log.FromContext(ctx).Info("Scaled workers", "from", from, "to", replicas)
+	p.Spec.Replicas = &replicas
+	return nil
 }
 
 // apply writes one child with server-side apply under FieldOwner.

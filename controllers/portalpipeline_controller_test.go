@@ -3,7 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -271,14 +271,19 @@ func TestScaleSubresource(t *testing.T) {
 	ns := newNamespace(t)
 	g.Expect(k8sClient.Create(ctx, oauthSecret(ns))).To(Succeed())
 	p := newPipeline(ns, "scaled")
+	p.Spec.Scaling.Enabled = ptr.To(false)
 	g.Expect(k8sClient.Create(ctx, p)).To(Succeed())
 	g.Eventually(func(g Gomega) { get(g, ns, "scaled-portal", &appsv1.Deployment{}) }, timeout, interval).Should(Succeed())
 
 	// What `kubectl scale portalpipeline/scaled --replicas=3` does.
-	scale := &autoscalingv1.Scale{}
-	g.Expect(k8sClient.SubResource("scale").Get(ctx, p, scale)).To(Succeed())
-	scale.Spec.Replicas = 3
-	g.Expect(k8sClient.SubResource("scale").Update(ctx, p, client.WithSubResourceBody(scale))).To(Succeed())
+	g.Eventually(func() error {
+		scale := &autoscalingv1.Scale{}
+		if err := k8sClient.SubResource("scale").Get(ctx, p, scale); err != nil {
+			return err
+		}
+		scale.Spec.Replicas = 3
+		return k8sClient.SubResource("scale").Update(ctx, p, client.WithSubResourceBody(scale))
+	}, timeout, interval).Should(Succeed())
 
 	g.Eventually(func(g Gomega) {
 		cur := get(g, ns, "scaled", &kafkasendv1alpha1.PortalPipeline{})
@@ -346,6 +351,7 @@ func TestAutoscalesOnConsumerLag(t *testing.T) {
 		cur := get(g, ns, "lagging", &kafkasendv1alpha1.PortalPipeline{})
 		g.Expect(cur.Status.ConsumerLag).To(HaveValue(Equal(int64(25))))
 		g.Expect(cur.Status.DesiredReplicas).To(Equal(int32(3)))
+		g.Expect(cur.Spec.Replicas).To(HaveValue(Equal(int32(3))), "written through the scale subresource")
 		d := get(g, ns, "lagging-portal", &appsv1.Deployment{})
 		g.Expect(*d.Spec.Replicas).To(Equal(int32(3)))
 	}, timeout, interval).Should(Succeed())
@@ -403,41 +409,60 @@ func produce(t *testing.T, topic string, n int) {
 	}
 }
 
-// commit commits, for the group, offsets that leave total-n messages unconsumed
-// by consuming n messages in a real group session.
+// commit consumes n messages of topic in a real consumer-group session of
+// group and commits their offsets, as a worker would.
 func commit(t *testing.T, group, topic string, n int) {
 	t.Helper()
-	client, err := sarama.NewClient(brokers, testSaramaConfig())
+	c := testSaramaConfig()
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	c.Consumer.Offsets.AutoCommit.Enable = false
+	c.Consumer.Group.Session.Timeout = 6 * time.Second
+	cg, err := sarama.NewConsumerGroup(brokers, group, c)
 	if err != nil {
-		t.Fatalf("client: %v", err)
+		t.Fatalf("consumer group: %v", err)
 	}
-	defer client.Close()
-	om, err := sarama.NewOffsetManagerFromClient(group, client)
-	if err != nil {
-		t.Fatalf("offset manager: %v", err)
-	}
-	defer om.Close()
-	parts, err := client.Partitions(topic)
-	if err != nil {
-		t.Fatalf("partitions: %v", err)
-	}
-	left := n
-	for _, part := range parts {
-		end, err := client.GetOffset(topic, part, sarama.OffsetNewest)
-		if err != nil {
-			t.Fatalf("offset: %v", err)
+	defer cg.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	h := &countingHandler{left: n, done: cancel}
+	for ctx.Err() == nil {
+		if err := cg.Consume(ctx, []string{topic}, h); err != nil && ctx.Err() == nil {
+			t.Fatalf("consuming: %v", err)
 		}
-		take := min(int64(left), end)
-		left -= int(take)
-		pom, err := om.ManagePartition(topic, part)
-		if err != nil {
-			t.Fatalf("manage partition: %v", err)
-		}
-		pom.MarkOffset(take, "")
-		pom.Close()
 	}
-	om.Commit()
-	if left != 0 {
-		t.Fatalf("could not commit %d messages: %s", n, strings.Repeat("?", 0))
+	if h.left > 0 {
+		t.Fatalf("consumed only %d of %d messages", n-h.left, n)
+	}
+}
+
+// countingHandler marks and commits messages until it has seen enough.
+type countingHandler struct {
+	mu   sync.Mutex
+	left int
+	done func()
+}
+
+func (h *countingHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (h *countingHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+func (h *countingHandler) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	for {
+		select {
+		case m, ok := <-claim.Messages():
+			if !ok {
+				return nil
+			}
+			h.mu.Lock()
+			if h.left > 0 {
+				h.left--
+				s.MarkMessage(m, "")
+				if h.left == 0 {
+					s.Commit()
+					h.done()
+				}
+			}
+			h.mu.Unlock()
+		case <-s.Context().Done():
+			return nil
+		}
 	}
 }

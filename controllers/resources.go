@@ -204,7 +204,12 @@ func RenderConfig(p *kafkasendv1alpha1.PortalPipeline) config.Config {
 	}
 	c.Upstream.MaxRequestBytes = quantityOr(u.MaxRequestBytes, c.Upstream.MaxRequestBytes)
 	c.Upstream.MaxResponseBytes = quantityOr(u.MaxResponseBytes, c.Upstream.MaxResponseBytes)
-	c.Upstream.Headers = u.Headers
+	if len(u.Headers) > 0 {
+		c.Upstream.Headers = make(map[string]string, len(u.Headers))
+		for k, v := range u.Headers {
+			c.Upstream.Headers[k] = string(v)
+		}
+	}
 	c.Upstream.FollowRedirects = u.FollowRedirects
 
 	if o := s.OAuth; o != nil {

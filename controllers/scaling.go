@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	kafkasendv1alpha1 "kafkasend.io/kafkasend/api/v1alpha1"
@@ -148,26 +147,30 @@ func (r *PortalPipelineReconciler) measureLag(ctx context.Context, p *kafkasendv
 	return e.obs, e.err
 }
 
-// desiredReplicas decides the worker count: spec.replicas when pinned, else
-// the autoscaler's answer from the lag. It reports whether the count changed.
-func (r *PortalPipelineReconciler) desiredReplicas(p *kafkasendv1alpha1.PortalPipeline, current *appsv1.Deployment, l *lagObservation) (int32, bool) {
+// desiredReplicas decides the worker count: spec.replicas when autoscaling
+// is off, else the autoscaler's answer from the lag. It reports whether the
+// count differs from spec.replicas (which the caller then updates through the
+// scale subresource).
+func (r *PortalPipelineReconciler) desiredReplicas(p *kafkasendv1alpha1.PortalPipeline, l *lagObservation) (int32, bool) {
 	var have int32 = -1
-	if current != nil && current.Spec.Replicas != nil {
-		have = *current.Spec.Replicas
-	}
-	var want int32
 	if p.Spec.Replicas != nil {
-		want = *p.Spec.Replicas
-	} else {
-		key := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
-		want = r.scaler.recommend(key, scaleInput{
-			now: r.now(), current: have, lag: l,
-			min: minReplicas(p), max: maxReplicas(p),
-			target: targetLag(p),
-			window: durationOr(p.Spec.Scaling.ScaleDownStabilizationWindow, 5*time.Minute),
-		})
+		have = *p.Spec.Replicas
 	}
-	return want, have >= 0 && want != have
+	if !autoscaling(p) {
+		return max(have, 0), false
+	}
+	key := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
+	want := r.scaler.recommend(key, scaleInput{
+		now: r.now(), current: have, lag: l,
+		min: minReplicas(p), max: maxReplicas(p),
+		target: targetLag(p),
+		window: durationOr(p.Spec.Scaling.ScaleDownStabilizationWindow, 5*time.Minute),
+	})
+	return want, want != have
+}
+
+func autoscaling(p *kafkasendv1alpha1.PortalPipeline) bool {
+	return p.Spec.Scaling.Enabled == nil || *p.Spec.Scaling.Enabled
 }
 
 func minReplicas(p *kafkasendv1alpha1.PortalPipeline) int32 {
@@ -244,7 +247,8 @@ func (a *autoscaler) recommend(key types.NamespacedName, in scaleInput) int32 {
 	}
 	h := a.history[key]
 	if len(h) == 0 && in.current >= 0 {
-		// After a restart the running count counts as a recent recommendation.
+		// The count in force (after a restart, or set by hand) counts as a
+		// recent recommendation, so that it is not dropped at once.
 		h = append(h, recommendation{in.now, min(max(in.current, in.min), in.max)})
 	}
 	h = append(h, recommendation{in.now, raw})

@@ -181,7 +181,7 @@ type TopicsSpec struct {
 
 // UpstreamSpec is the one HTTP API that jobs of this pipeline may call.
 // +kubebuilder:validation:XValidation:rule="isURL(self.baseURL) && url(self.baseURL).getHostname() != ''",message="upstream.baseURL must be an absolute URL with a host",fieldPath=".baseURL"
-// +kubebuilder:validation:XValidation:rule="!isURL(self.baseURL) || url(self.baseURL).getScheme() == 'https' || (url(self.baseURL).getScheme() == 'http' && self.allowInsecureHTTP)",message="upstream.baseURL must use https, or http with allowInsecureHTTP: true",fieldPath=".baseURL"
+// +kubebuilder:validation:XValidation:rule="!isURL(self.baseURL) || url(self.baseURL).getScheme() == 'https' || (url(self.baseURL).getScheme() == 'http' && has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="upstream.baseURL must use https, or http with allowInsecureHTTP: true",fieldPath=".baseURL"
 // +kubebuilder:validation:XValidation:rule="!isURL(self.baseURL) || (size(url(self.baseURL).getQuery()) == 0 && !self.baseURL.contains('#') && !self.baseURL.contains('@'))",message="upstream.baseURL must not carry user info, a query or a fragment",fieldPath=".baseURL"
 // +kubebuilder:validation:XValidation:rule="!has(self.caSecretRef) || !isURL(self.baseURL) || url(self.baseURL).getScheme() == 'https'",message="upstream.caSecretRef needs an https baseURL",fieldPath=".caSecretRef"
 type UpstreamSpec struct {
@@ -214,14 +214,18 @@ type UpstreamSpec struct {
 	// +kubebuilder:validation:MaxProperties=32
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[A-Za-z0-9!#$%&*+.^_|~-]{1,128}$'))",message="header names must be HTTP tokens of at most 128 characters"
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k.lowerAscii() in ['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'proxy-connection', 'idempotency-key', 'traceparent']))",message="Host, Content-Length, hop-by-hop, Idempotency-Key and traceparent headers are set by the portal"
-	// +kubebuilder:validation:XValidation:rule="self.all(k, size(self[k]) <= 4096 && !self[k].contains('\\n') && !self[k].contains('\\r'))",message="header values must be single lines of at most 4096 characters"
-	Headers map[string]string `json:"headers,omitempty"`
+	Headers map[string]HeaderValue `json:"headers,omitempty"`
 	// FollowRedirects follows redirects that stay on the base URL's origin and
 	// under its path; redirects elsewhere are refused. Off by default: a 3xx
 	// is returned to the requester as is.
 	// +optional
 	FollowRedirects bool `json:"followRedirects,omitempty"`
 }
+
+// HeaderValue is a single-line HTTP header value.
+// +kubebuilder:validation:MaxLength=4096
+// +kubebuilder:validation:Pattern=`^[^\r\n]*$`
+type HeaderValue string
 
 // OAuthSpec configures OAuth2 client credentials for upstream calls.
 // +kubebuilder:validation:XValidation:rule="isURL(self.tokenURL) && url(self.tokenURL).getScheme() in ['https', 'http'] && url(self.tokenURL).getHostname() != ''",message="oauth.tokenURL must be an absolute http(s) URL",fieldPath=".tokenURL"
@@ -343,10 +347,16 @@ type RetriesSpec struct {
 	NonIdempotent bool `json:"nonIdempotent,omitempty"`
 }
 
-// ScalingSpec bounds the autoscaler, which sizes the worker Deployment from
-// the consumer group's lag on the requests topic.
-// +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || self.maxReplicas >= self.minReplicas",message="scaling.maxReplicas must be at least scaling.minReplicas",fieldPath=".maxReplicas"
+// ScalingSpec configures the autoscaler, which sizes the worker Deployment
+// from the consumer group's lag on the requests topic. Like a
+// HorizontalPodAutoscaler, it writes spec.replicas through the scale
+// subresource.
+// +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || !has(self.maxReplicas) || self.maxReplicas >= self.minReplicas",message="scaling.maxReplicas must be at least scaling.minReplicas",fieldPath=".maxReplicas"
 type ScalingSpec struct {
+	// Enabled turns lag autoscaling on. When off, spec.replicas is used as is.
+	// +optional
+	// +kubebuilder:default=true
+	Enabled *bool `json:"enabled,omitempty"`
 	// MinReplicas is the fewest worker pods; 0 lets an idle pipeline scale to zero.
 	// +optional
 	// +kubebuilder:default=1
@@ -465,9 +475,12 @@ type PortalPipelineSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Scaling ScalingSpec `json:"scaling,omitempty"`
-	// Replicas, when set, pins the number of worker pods and suspends the
-	// lag autoscaler; `kubectl scale` sets it. Remove it to autoscale again.
+	// Replicas is the number of worker pods; `kubectl scale` sets it. With
+	// scaling.enabled, the autoscaler moves it within [scaling.minReplicas,
+	// scaling.maxReplicas] at each lag measurement, as a
+	// HorizontalPodAutoscaler would; set scaling.enabled to false to pin it.
 	// +optional
+	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=1000
 	Replicas *int32 `json:"replicas,omitempty"`
