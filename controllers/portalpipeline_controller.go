@@ -28,8 +28,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	kafkasendv1alpha1 "kafkasend.io/kafkasend/api/v1alpha1"
 )
@@ -53,7 +53,7 @@ type PortalPipelineReconciler struct {
 	// Clock is replaceable in tests.
 	Clock clock.PassiveClock
 
-	scaler autoscaler
+	scaler  autoscaler
 	lagMemo lagMemo
 }
 
@@ -310,4 +310,3 @@ func (r *PortalPipelineReconciler) pipelinesForSecret(ctx context.Context, o cli
 	}
 	return reqs
 }
-

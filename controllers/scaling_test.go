@@ -9,7 +9,9 @@ import (
 )
 
 func TestRawRecommendation(t *testing.T) {
-	lag := func(total int64, parts int32) *lagObservation { return &lagObservation{total: total, partitions: parts} }
+	lag := func(total int64, parts int32) *lagObservation {
+		return &lagObservation{total: total, partitions: parts}
+	}
 	cases := []struct {
 		name string
 		in   scaleInput

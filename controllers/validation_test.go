@@ -78,7 +78,9 @@ func TestInvalidSpecsAreRejected(t *testing.T) {
 				PasswordSecretRef: kafkasendv1alpha1.SecretKeyRef{Name: "k", Key: "p"},
 			}
 		}, []string{"spec.kafka.sasl.mechanism", "Unsupported value"}},
-		{"static Host header", func(s *kafkasendv1alpha1.PortalPipelineSpec) { s.Upstream.Headers = map[string]kafkasendv1alpha1.HeaderValue{"Host": "evil.test"} },
+		{"static Host header", func(s *kafkasendv1alpha1.PortalPipelineSpec) {
+			s.Upstream.Headers = map[string]kafkasendv1alpha1.HeaderValue{"Host": "evil.test"}
+		},
 			[]string{"spec.upstream.headers", "set by the portal"}},
 		{"request body cap over 1Gi", func(s *kafkasendv1alpha1.PortalPipelineSpec) { s.Upstream.MaxRequestBytes = ptr.To(q("2Gi")) },
 			[]string{"spec.upstream.maxRequestBytes", "at most 1Gi"}},
