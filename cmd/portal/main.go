@@ -1,0 +1,91 @@
+// Command portal is the kafkasend worker: it consumes chunked REST jobs from
+// Kafka, calls the upstream API with bounded concurrency, and produces one
+// response per job. The operator runs it with the configuration it renders
+// from a PortalPipeline.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"kafkasend.io/kafkasend/internal/portal"
+	"kafkasend.io/kafkasend/internal/portal/config"
+	"kafkasend.io/kafkasend/internal/version"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "portal:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		configFile  string
+		metricsAddr string
+		healthAddr  string
+		logLevel    string
+		develLog    bool
+	)
+	flag.StringVar(&configFile, "config", "", "Path of the portal configuration file (YAML or JSON). Required.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":9090", "Address of /metrics.")
+	flag.StringVar(&healthAddr, "health-bind-address", ":8081", "Address of /healthz and /readyz.")
+	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error.")
+	flag.BoolVar(&develLog, "log-development", false, "Human-readable logs instead of JSON.")
+	flag.Parse()
+	if configFile == "" {
+		flag.Usage()
+		return fmt.Errorf("--config is required")
+	}
+	level, err := zapcore.ParseLevel(logLevel)
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := zap.New(zap.Level(level), zap.UseDevMode(develLog)).WithName("portal")
+
+	cfg, err := config.Load(configFile)
+	if err != nil {
+		return err
+	}
+	p, err := portal.New(cfg, portal.Options{Log: log})
+	if err != nil {
+		return err
+	}
+	log.Info("Starting", "version", version.Version, "config", configFile)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	// A server that cannot listen stops the portal: it would run unobserved.
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	var servers errgroup.Group
+	serve := func(addr string) {
+		servers.Go(func() error {
+			err := portal.Serve(serveCtx, addr, p.Handler())
+			if err != nil {
+				cancelRun()
+			}
+			return err
+		})
+	}
+	serve(healthAddr)
+	if metricsAddr != healthAddr {
+		serve(metricsAddr)
+	}
+	runErr := p.Run(runCtx)
+	stopServing()
+	if err := servers.Wait(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("serving health and metrics: %w", err)
+	}
+	return runErr
+}
