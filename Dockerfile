@@ -12,12 +12,14 @@ RUN for b in manager portal kafkasend; do \
       go build -trimpath -ldflags "-s -w -X kafkasend.io/kafkasend/internal/version.Version=${VERSION}" -o /out/$b ./cmd/$b; \
     done
 
-FROM gcr.io/distroless/static:nonroot AS operator
+FROM scratch AS operator
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/
 COPY --from=build /out/manager /manager
 USER 65532:65532
 ENTRYPOINT ["/manager"]
 
-FROM gcr.io/distroless/static:nonroot AS portal
+FROM scratch AS portal
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/
 COPY --from=build /out/portal /portal
 COPY --from=build /out/kafkasend /kafkasend
 USER 65532:65532
