@@ -36,6 +36,7 @@ run() {
 }
 
 # makevar NAME: the value of a Makefile variable (honours environment overrides).
+# shellcheck disable=SC2016 # $(...) is for make, not the shell
 makevar() {
   make --no-print-directory -s -f Makefile -f <(printf 'print-%%:\n\t@echo $($*)\n') "print-$1"
 }
