@@ -1,0 +1,515 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/net/http/httpguts"
+	"golang.org/x/oauth2"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"kafkasend.io/kafkasend/internal/portal/config"
+	"kafkasend.io/kafkasend/internal/portal/upstream/oauth"
+	"kafkasend.io/kafkasend/pkg/wire"
+)
+
+// UserAgent is sent on every upstream call unless upstream.headers sets one.
+const UserAgent = "kafkasend-portal"
+
+// maxRedirects is how many same-origin redirects are followed.
+const maxRedirects = 5
+
+// Causes of a call's context ending, told apart in error messages.
+var (
+	errRequestTimeout = errors.New("request timeout")
+	errJobDeadline    = errors.New("job deadline")
+)
+
+// Observer receives the executor's events; the portal wires it to metrics.
+// Implementations must be safe for concurrent use and fast.
+type Observer interface {
+	// UpstreamDone is called once per Do with the final outcome. method is
+	// one of the allowed methods or "OTHER"; status is the response's status.
+	UpstreamDone(method string, status int, kind wire.ErrorKind, d time.Duration)
+	// UpstreamRetry is called before each repeated attempt; reason is
+	// "status", "connection" or "unauthorized".
+	UpstreamRetry(method, reason string)
+	// TokenRefreshed is called after each request to the token endpoint.
+	TokenRefreshed(ok bool)
+}
+
+// NopObserver ignores every event.
+type NopObserver struct{}
+
+// UpstreamDone implements Observer.
+func (NopObserver) UpstreamDone(string, int, wire.ErrorKind, time.Duration) {}
+
+// UpstreamRetry implements Observer.
+func (NopObserver) UpstreamRetry(string, string) {}
+
+// TokenRefreshed implements Observer.
+func (NopObserver) TokenRefreshed(bool) {}
+
+// TokenSource supplies the shared OAuth2 token. *oauth.Source implements it.
+type TokenSource interface {
+	// Token returns the current token, fetching one if needed.
+	Token(ctx context.Context) (*oauth2.Token, error)
+	// Invalidate discards tok if it is still the cached token.
+	Invalidate(tok *oauth2.Token)
+}
+
+// Options configure an Executor.
+type Options struct {
+	Upstream config.Upstream
+	Retries  config.Retries
+	Timeouts config.Timeouts
+	// OAuth, when set, authenticates every call with a client-credentials token.
+	OAuth *config.OAuth
+	// MaxInFlight is the portal's concurrency limit; it sizes the connection
+	// pool. Zero means 100.
+	MaxInFlight int
+	// Observer receives events; nil means NopObserver.
+	Observer Observer
+	// Log receives diagnostics (never secrets, tokens or bodies).
+	Log logr.Logger
+	// Transport replaces the transport built from Upstream (tests only: it
+	// is used as given, TLS settings included).
+	Transport *http.Transport
+	// Tokens replaces the token source built from OAuth (tests).
+	Tokens TokenSource
+	// OAuthTuning holds the token source tunables (EarlyExpiry,
+	// RecheckInterval, FailureHoldoff, FetchTimeout); its other fields are
+	// ignored. The zero value means the oauth package's defaults.
+	OAuthTuning oauth.Options
+}
+
+// Executor calls the upstream for jobs. It is safe for concurrent use; one
+// Executor serves the whole portal.
+type Executor struct {
+	base        *base
+	up          config.Upstream
+	retries     config.Retries
+	timeout     time.Duration
+	static      http.Header
+	retryStatus map[int]bool
+	attempts    int
+	transport   *http.Transport
+	client      *http.Client
+	tokens      TokenSource
+	obs         Observer
+	log         logr.Logger
+}
+
+// New builds an Executor. It fails on configuration errors (base URL, CA
+// file, static headers, OAuth settings or credential files).
+func New(opts Options) (*Executor, error) {
+	b, err := parseBase(opts.Upstream.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("creating upstream executor: %w", err)
+	}
+	if b.scheme == "http" && !opts.Upstream.AllowInsecureHTTP {
+		return nil, errors.New("creating upstream executor: http base URL refused unless allowInsecureHTTP is set")
+	}
+	if opts.Upstream.MaxRequestBytes <= 0 || opts.Upstream.MaxResponseBytes <= 0 {
+		return nil, errors.New("creating upstream executor: maxRequestBytes and maxResponseBytes must be positive")
+	}
+	static, err := staticHeaders(opts.Upstream.Headers, opts.OAuth != nil || opts.Tokens != nil)
+	if err != nil {
+		return nil, fmt.Errorf("creating upstream executor: %w", err)
+	}
+	maxInFlight := opts.MaxInFlight
+	if maxInFlight <= 0 {
+		maxInFlight = 100
+	}
+	tr := opts.Transport
+	if tr == nil {
+		if tr, err = newTransport(opts.Upstream.CAFile, maxInFlight); err != nil {
+			return nil, fmt.Errorf("creating upstream executor: %w", err)
+		}
+	}
+	e := &Executor{
+		base:        b,
+		up:          opts.Upstream,
+		retries:     opts.Retries,
+		timeout:     opts.Timeouts.Request.Duration,
+		static:      static,
+		retryStatus: map[int]bool{},
+		attempts:    max(opts.Retries.Attempts, 1),
+		transport:   tr,
+		tokens:      opts.Tokens,
+		obs:         opts.Observer,
+		log:         opts.Log,
+	}
+	if e.obs == nil {
+		e.obs = NopObserver{}
+	}
+	for _, s := range opts.Retries.OnStatuses {
+		e.retryStatus[s] = true
+	}
+	e.client = &http.Client{Transport: tr, CheckRedirect: e.checkRedirect}
+	if e.tokens == nil && opts.OAuth != nil {
+		o := opts.OAuthTuning
+		o.Config = *opts.OAuth
+		o.Log = opts.Log.WithName("oauth")
+		o.OnFetch = e.obs.TokenRefreshed
+		// The token endpoint shares the transport (and so the CA setup) but
+		// never follows redirects: a 307 would re-send the client secret.
+		o.HTTPClient = &http.Client{
+			Transport:     tr,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		src, err := oauth.New(o)
+		if err != nil {
+			return nil, fmt.Errorf("creating upstream executor: %w", err)
+		}
+		e.tokens = src
+	}
+	return e, nil
+}
+
+// staticHeaders validates upstream.headers: they may not set what the portal
+// computes or what is hop-by-hop, nor Authorization when OAuth is on.
+func staticHeaders(h map[string]string, oauthOn bool) (http.Header, error) {
+	out := http.Header{}
+	for k, v := range h {
+		if !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) {
+			return nil, fmt.Errorf("upstream.headers: invalid header %q", truncate(k, 64))
+		}
+		ck := http.CanonicalHeaderKey(k)
+		switch {
+		case ck == "Host" || droppedHeaders[ck] || ck == "Idempotency-Key" || ck == "Traceparent":
+			return nil, fmt.Errorf("upstream.headers: %s is set by the portal and may not be configured", ck)
+		case ck == "Authorization" && oauthOn:
+			return nil, errors.New("upstream.headers: Authorization conflicts with oauth")
+		}
+		out.Set(ck, v)
+	}
+	return out, nil
+}
+
+// Close releases idle connections.
+func (e *Executor) Close() { e.transport.CloseIdleConnections() }
+
+// call is a validated job, ready to send.
+type call struct {
+	id     string
+	method string
+	url    string
+	header http.Header
+	body   []byte
+}
+
+// Do executes one job against the upstream and always returns a response:
+// the upstream's answer, or an error response whose ErrorKind says why there
+// is none. It never panics and never returns nil.
+func (e *Executor) Do(ctx context.Context, r *wire.Request) (resp *wire.Response) {
+	start := time.Now()
+	var id, method string
+	if r != nil {
+		id, method = r.ID, r.Method
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			e.log.Error(fmt.Errorf("panic: %v", p), "Upstream call failed unexpectedly", "job", id)
+			resp = errorResponse(id, wire.ErrorInternal, http.StatusInternalServerError, "internal error while calling the upstream")
+		}
+		e.obs.UpstreamDone(metricMethod(method), resp.Status, resp.ErrorKind, time.Since(start))
+	}()
+	if r == nil {
+		return errorResponse("", wire.ErrorInternal, http.StatusInternalServerError, "no request to execute")
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	c, refusal := e.prepare(r)
+	if refusal != nil {
+		e.log.V(1).Info("Refused a job", "job", id, "reason", refusal.Reason)
+		return errorResponse(id, wire.ErrorRejected, http.StatusForbidden, refusal.Error())
+	}
+	if int64(len(r.Body)) > e.up.MaxRequestBytes {
+		return errorResponse(id, wire.ErrorTooLarge, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", len(r.Body), e.up.MaxRequestBytes))
+	}
+	if !r.Deadline.IsZero() {
+		if !time.Now().Before(r.Deadline) {
+			return errorResponse(id, wire.ErrorTimeout, http.StatusGatewayTimeout, "the job deadline had passed before the call")
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadlineCause(ctx, r.Deadline, errJobDeadline)
+		defer cancel()
+	}
+	if ctx.Err() != nil {
+		return contextResponse(id, ctx, e.timeout)
+	}
+	return e.execute(ctx, c)
+}
+
+// prepare applies the security policy and builds the call.
+func (e *Executor) prepare(r *wire.Request) (*call, *Refusal) {
+	method, refusal := checkMethod(r.Method)
+	if refusal != nil {
+		return nil, refusal
+	}
+	u, refusal := e.base.resolve(r.Path, r.RawQuery)
+	if refusal != nil {
+		return nil, refusal
+	}
+	h, refusal := checkHeaders(r.Header)
+	if refusal != nil {
+		return nil, refusal
+	}
+	h.Set("User-Agent", UserAgent)
+	if r.ID != "" {
+		if !httpguts.ValidHeaderFieldValue(r.ID) {
+			return nil, refuse("job ID is not a valid header value")
+		}
+		h.Set("Idempotency-Key", r.ID)
+	}
+	if validTraceparent(r.Traceparent) {
+		h.Set("Traceparent", r.Traceparent)
+	}
+	for k, v := range e.static {
+		h[k] = append([]string(nil), v...)
+	}
+	return &call{id: r.ID, method: method, url: u.String(), header: h, body: r.Body}, nil
+}
+
+// outcome is the result of one attempt.
+type outcome struct {
+	resp *wire.Response
+	// retry is why the attempt may be repeated ("status", "connection"),
+	// empty when it may not.
+	retry      string
+	retryAfter time.Duration
+	// unauthorized marks a 401 answered to token.
+	unauthorized bool
+	token        *oauth2.Token
+}
+
+// execute runs attempts until one is final, the attempts are used up or the
+// next backoff would end after the deadline.
+func (e *Executor) execute(ctx context.Context, c *call) *wire.Response {
+	backoff := wait.Backoff{
+		Duration: e.retries.Backoff.Duration,
+		Factor:   2,
+		Jitter:   0.2,
+		Steps:    e.attempts,
+		Cap:      e.retries.MaxBackoff.Duration,
+	}
+	replayable := e.retries.NonIdempotent || idempotentMethods[c.method]
+	authRetried := false
+	for attempt := 1; ; {
+		out := e.attempt(ctx, c)
+		if out.unauthorized && e.tokens != nil {
+			// A 401 means the upstream did not act on the call, so it is
+			// repeated once with a fresh token whatever the method.
+			if !authRetried && ctx.Err() == nil {
+				authRetried = true
+				e.tokens.Invalidate(out.token)
+				e.obs.UpstreamRetry(metricMethod(c.method), "unauthorized")
+				continue
+			}
+			out.resp.ErrorKind = wire.ErrorAuth
+			out.resp.ErrorMessage = "the upstream refused the OAuth2 token twice (401), also after a refresh"
+			return out.resp
+		}
+		if out.retry == "" || !replayable || attempt >= e.attempts {
+			return out.resp
+		}
+		delay := backoff.Step()
+		if out.retryAfter > 0 {
+			delay = out.retryAfter
+		}
+		if mb := e.retries.MaxBackoff.Duration; mb > 0 && delay > mb {
+			delay = mb
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= delay {
+			return out.resp
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return out.resp
+		case <-t.C:
+		}
+		attempt++
+		e.obs.UpstreamRetry(metricMethod(c.method), out.retry)
+		e.log.V(1).Info("Retrying an upstream call", "job", c.id, "attempt", attempt, "reason", out.retry, "status", out.resp.Status)
+	}
+}
+
+// attempt sends the call once.
+func (e *Executor) attempt(ctx context.Context, c *call) outcome {
+	if e.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, e.timeout, errRequestTimeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, c.method, c.url, bytes.NewReader(c.body))
+	if err != nil {
+		return outcome{resp: errorResponse(c.id, wire.ErrorInternal, http.StatusInternalServerError,
+			fmt.Sprintf("building the upstream request: %v", err))}
+	}
+	req.Header = c.header.Clone()
+	var tok *oauth2.Token
+	if e.tokens != nil {
+		tok, err = e.tokens.Token(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return outcome{resp: contextResponse(c.id, ctx, e.timeout)}
+			}
+			return outcome{resp: errorResponse(c.id, wire.ErrorAuth, http.StatusBadGateway,
+				fmt.Sprintf("no OAuth2 token for the upstream: %v", err))}
+		}
+		tok.SetAuthHeader(req)
+	}
+	res, err := e.client.Do(req)
+	if err != nil {
+		return e.transportFailure(ctx, c.id, err)
+	}
+	defer func() { _ = res.Body.Close() }()
+	limit := e.up.MaxResponseBytes
+	if res.ContentLength > limit {
+		return outcome{resp: responseTooLarge(c.id, limit)}
+	}
+	var buf bytes.Buffer
+	if res.ContentLength > 0 {
+		buf.Grow(int(res.ContentLength))
+	}
+	if _, err := buf.ReadFrom(io.LimitReader(res.Body, limit+1)); err != nil {
+		if ctx.Err() != nil {
+			return outcome{resp: contextResponse(c.id, ctx, e.timeout)}
+		}
+		return e.connectionFailure(c.id, fmt.Sprintf("reading the upstream response body: %v", unwrapURLError(err)))
+	}
+	if int64(buf.Len()) > limit {
+		return outcome{resp: responseTooLarge(c.id, limit)}
+	}
+	out := outcome{
+		resp: &wire.Response{
+			ID:     c.id,
+			Status: res.StatusCode,
+			Header: responseHeaders(res.Header),
+			Body:   buf.Bytes(),
+		},
+		token:        tok,
+		unauthorized: res.StatusCode == http.StatusUnauthorized && tok != nil,
+	}
+	if e.retryStatus[res.StatusCode] {
+		out.retry = "status"
+		out.retryAfter = parseRetryAfter(res.Header.Get("Retry-After"))
+	}
+	return out
+}
+
+// transportFailure classifies an error from http.Client.Do.
+func (e *Executor) transportFailure(ctx context.Context, id string, err error) outcome {
+	var refusal *Refusal
+	switch {
+	case ctx.Err() != nil:
+		return outcome{resp: contextResponse(id, ctx, e.timeout)}
+	case errors.As(err, &refusal):
+		e.log.V(1).Info("Refused an upstream redirect", "job", id, "reason", refusal.Reason)
+		return outcome{resp: errorResponse(id, wire.ErrorRejected, http.StatusForbidden, refusal.Error())}
+	case isCertificateError(err):
+		return outcome{resp: errorResponse(id, wire.ErrorUnreachable, http.StatusBadGateway,
+			fmt.Sprintf("TLS verification of the upstream failed: %v", unwrapURLError(err)))}
+	default:
+		return e.connectionFailure(id, fmt.Sprintf("calling the upstream: %v", unwrapURLError(err)))
+	}
+}
+
+func (e *Executor) connectionFailure(id, msg string) outcome {
+	out := outcome{resp: errorResponse(id, wire.ErrorUnreachable, http.StatusBadGateway, msg)}
+	if e.retries.OnConnectionErrors {
+		out.retry = "connection"
+	}
+	return out
+}
+
+// checkRedirect is the client's redirect policy: by default the 3xx is the
+// answer; with followRedirects, up to maxRedirects same-origin redirects
+// under the base path are followed and any other is refused.
+func (e *Executor) checkRedirect(req *http.Request, via []*http.Request) error {
+	if !e.up.FollowRedirects {
+		return http.ErrUseLastResponse
+	}
+	if len(via) > maxRedirects {
+		return refuse("more than %d redirects", maxRedirects)
+	}
+	if r := e.base.checkRedirectTarget(req.URL); r != nil {
+		return r
+	}
+	return nil
+}
+
+// parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or invalid.
+func parseRetryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if s <= 0 {
+			return 0
+		}
+		if s > int64(24*time.Hour/time.Second) {
+			s = int64(24 * time.Hour / time.Second)
+		}
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// unwrapURLError drops url.Error's method and URL (the job's path and query
+// need not be repeated in messages).
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// errorResponse is a response without the upstream's answer. Status is a
+// gateway-style status for requesters that only look at the status:
+// rejected 403, request too large 413, timeout 504, unreachable, response
+// too large and auth 502, internal 500.
+func errorResponse(id string, kind wire.ErrorKind, status int, msg string) *wire.Response {
+	return &wire.Response{ID: id, Status: status, Header: http.Header{}, ErrorKind: kind, ErrorMessage: msg}
+}
+
+func responseTooLarge(id string, limit int64) *wire.Response {
+	return errorResponse(id, wire.ErrorTooLarge, http.StatusBadGateway,
+		fmt.Sprintf("the upstream response body is over the limit of %d bytes", limit))
+}
+
+// contextResponse answers a call whose context ended.
+func contextResponse(id string, ctx context.Context, requestTimeout time.Duration) *wire.Response {
+	cause := context.Cause(ctx)
+	switch {
+	case errors.Is(cause, errRequestTimeout):
+		return errorResponse(id, wire.ErrorTimeout, http.StatusGatewayTimeout,
+			fmt.Sprintf("no complete upstream answer within the request timeout of %s", requestTimeout))
+	case errors.Is(cause, errJobDeadline):
+		return errorResponse(id, wire.ErrorTimeout, http.StatusGatewayTimeout, "the job deadline passed during the call")
+	case errors.Is(cause, context.DeadlineExceeded):
+		return errorResponse(id, wire.ErrorTimeout, http.StatusGatewayTimeout, "the call's deadline passed")
+	default:
+		return errorResponse(id, wire.ErrorInternal, http.StatusInternalServerError,
+			fmt.Sprintf("the call was cancelled: %v", cause))
+	}
+}
