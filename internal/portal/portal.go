@@ -464,11 +464,7 @@ func (p *Portal) handle(ctx context.Context, m *sarama.ConsumerMessage) error {
 			p.respond(f, errorResponse(res.JobID, wire.KindOf(err), err), "", wire.NoPartition)
 			return nil
 		}
-		if req.ID != res.JobID {
-			err := fmt.Errorf("envelope job ID %q differs from the message key %q", req.ID, res.JobID)
-			p.respond(f, errorResponse(res.JobID, wire.ErrorMalformed, err), "", wire.NoPartition)
-			return nil
-		}
+		req.ID = res.JobID // the job ID travels as the record key
 		callCtx, cancel := context.WithCancel(p.workCtx)
 		f.cancel = cancel
 		go p.execute(callCtx, f, req)

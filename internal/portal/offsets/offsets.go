@@ -1,0 +1,273 @@
+// Package offsets decides which offset the portal may commit per partition
+// when messages finish out of order: the lowest offset handed over and not
+// yet done, so that a commit never skips a message whose job has not been
+// answered.
+package offsets
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// ErrNotIncreasing: Track was given an offset not above the last one.
+var ErrNotIncreasing = errors.New("offset not above the last tracked one")
+
+// Tracker follows the messages of one partition. Offsets are tracked in
+// increasing order, possibly with gaps (compacted records, transaction
+// markers); those never tracked are never waited for. It keeps one entry
+// per tracked offset not yet passed by the commit point, in a ring, so
+// memory follows the outstanding messages, not the offset span. Track,
+// Committable and the common case of Done are O(1); Done of an offset
+// behind a gap is O(log n). A Tracker is not safe for concurrent use; the
+// Manager is.
+type Tracker struct {
+	offs    []int64 // ring of outstanding offsets, increasing from head
+	done    []bool  // parallel to offs
+	head    int
+	n       int
+	pending int
+	last    int64
+	started bool
+}
+
+// Track records that the message at offset was handed over.
+func (t *Tracker) Track(offset int64) error {
+	if offset < 0 {
+		return fmt.Errorf("tracking offset %d: negative", offset)
+	}
+	if t.started && offset <= t.last {
+		return fmt.Errorf("tracking offset %d after %d: %w", offset, t.last, ErrNotIncreasing)
+	}
+	if t.n == len(t.offs) {
+		t.grow()
+	}
+	i := (t.head + t.n) % len(t.offs)
+	t.offs[i], t.done[i] = offset, false
+	t.n++
+	t.pending++
+	t.last, t.started = offset, true
+	return nil
+}
+
+func (t *Tracker) grow() {
+	size := max(64, 2*len(t.offs))
+	offs, done := make([]int64, size), make([]bool, size)
+	for k := range t.n {
+		j := (t.head + k) % len(t.offs)
+		offs[k], done[k] = t.offs[j], t.done[j]
+	}
+	t.offs, t.done, t.head = offs, done, 0
+}
+
+// at maps the k-th outstanding entry to its ring index.
+func (t *Tracker) at(k int) int { return (t.head + k) % len(t.offs) }
+
+// Done records that the message at offset needs nothing more: its job's
+// response was acknowledged, or it needed none. It reports false, changing
+// nothing, for an offset not tracked or already done.
+func (t *Tracker) Done(offset int64) bool {
+	if t.n == 0 || offset < t.offs[t.head] || offset > t.last {
+		return false
+	}
+	// Without gaps the entry is offset-first positions from the head; with
+	// gaps it is before that.
+	k := int(min(offset-t.offs[t.head], int64(t.n-1)))
+	if t.offs[t.at(k)] != offset {
+		k = sort.Search(k, func(k int) bool { return t.offs[t.at(k)] >= offset })
+		if t.offs[t.at(k)] != offset {
+			return false
+		}
+	}
+	i := t.at(k)
+	if t.done[i] {
+		return false
+	}
+	t.done[i] = true
+	t.pending--
+	for t.n > 0 && t.done[t.head] {
+		t.head = (t.head + 1) % len(t.offs)
+		t.n--
+	}
+	return true
+}
+
+// Committable returns the offset to commit: the lowest tracked offset not
+// yet done, or the last tracked offset + 1 when all are done. ok is false
+// before anything was tracked. It never goes backwards.
+func (t *Tracker) Committable() (next int64, ok bool) {
+	if !t.started {
+		return 0, false
+	}
+	if t.n == 0 {
+		return t.last + 1, true
+	}
+	return t.offs[t.head], true
+}
+
+// Pending is the number of tracked offsets not yet done.
+func (t *Tracker) Pending() int { return t.pending }
+
+// TopicPartition names a partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+// String is topic/partition, for logs.
+func (tp TopicPartition) String() string { return fmt.Sprintf("%s/%d", tp.Topic, tp.Partition) }
+
+// Commit is an offset to commit for a partition.
+type Commit struct {
+	TopicPartition
+	Offset int64
+}
+
+// String is topic/partition@offset, for logs.
+func (c Commit) String() string { return fmt.Sprintf("%s@%d", c.TopicPartition, c.Offset) }
+
+// Manager tracks many partitions. It is safe for concurrent use: typically
+// one goroutine per partition calls Track, the response path calls Done and
+// a commit loop calls Committables.
+type Manager struct {
+	mu    sync.RWMutex
+	parts map[TopicPartition]*lockedTracker
+}
+
+type lockedTracker struct {
+	mu sync.Mutex
+	t  Tracker
+}
+
+// NewManager returns an empty Manager.
+func NewManager() *Manager {
+	return &Manager{parts: make(map[TopicPartition]*lockedTracker)}
+}
+
+func (m *Manager) get(tp TopicPartition) *lockedTracker {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.parts[tp]
+}
+
+// Track records that the message at tp/offset was handed over; the
+// partition's tracker is created on first use.
+func (m *Manager) Track(tp TopicPartition, offset int64) error {
+	p := m.get(tp)
+	if p == nil {
+		m.mu.Lock()
+		if p = m.parts[tp]; p == nil {
+			p = &lockedTracker{}
+			m.parts[tp] = p
+		}
+		m.mu.Unlock()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.t.Track(offset); err != nil {
+		return fmt.Errorf("partition %s: %w", tp, err)
+	}
+	return nil
+}
+
+// Done records that the message at tp/offset needs nothing more. It reports
+// false for an unknown partition (revoked, say) or an offset not tracked or
+// already done.
+//
+// A Done from before a Revoke may reach a tracker recreated for the same
+// partition and mark a redelivered offset done: that is correct, as Done
+// means the job owning that record has been answered.
+func (m *Manager) Done(tp TopicPartition, offset int64) bool {
+	p := m.get(tp)
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.t.Done(offset)
+}
+
+// Committable returns the offset to commit for tp (see Tracker.Committable);
+// ok is false for a partition with nothing tracked.
+func (m *Manager) Committable(tp TopicPartition) (next int64, ok bool) {
+	p := m.get(tp)
+	if p == nil {
+		return 0, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.t.Committable()
+}
+
+// Committables returns the offset to commit of every tracked partition,
+// sorted by topic and partition.
+func (m *Manager) Committables() []Commit {
+	m.mu.RLock()
+	out := make([]Commit, 0, len(m.parts))
+	for tp, p := range m.parts {
+		p.mu.Lock()
+		if next, ok := p.t.Committable(); ok {
+			out = append(out, Commit{TopicPartition: tp, Offset: next})
+		}
+		p.mu.Unlock()
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Commit) int {
+		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
+			return c
+		}
+		return int(a.Partition) - int(b.Partition)
+	})
+	return out
+}
+
+// Pending is the number of offsets of tp tracked and not yet done.
+func (m *Manager) Pending(tp TopicPartition) int {
+	p := m.get(tp)
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.t.Pending()
+}
+
+// TotalPending is the number of offsets tracked and not yet done over all
+// partitions.
+func (m *Manager) TotalPending() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	total := 0
+	for _, p := range m.parts {
+		p.mu.Lock()
+		total += p.t.Pending()
+		p.mu.Unlock()
+	}
+	return total
+}
+
+// Revoke forgets tp (its partition was revoked or is being reset) and
+// returns how many of its offsets were still pending. Tracking tp again
+// starts afresh, from any offset.
+func (m *Manager) Revoke(tp TopicPartition) int {
+	m.mu.Lock()
+	p := m.parts[tp]
+	delete(m.parts, tp)
+	m.mu.Unlock()
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.t.Pending()
+}
+
+// Reset forgets every partition.
+func (m *Manager) Reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.parts = make(map[TopicPartition]*lockedTracker)
+}

@@ -1,0 +1,421 @@
+package offsets
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
+
+// TestOutOfOrderJobs walks through multi-chunk jobs whose chunks interleave
+// in a partition and whose responses are acknowledged out of order.
+func TestOutOfOrderJobs(t *testing.T) {
+	type step struct {
+		done []int64 // offsets of the job whose response was acknowledged
+		want int64   // committable after it
+	}
+	cases := []struct {
+		name    string
+		tracked []int64
+		steps   []step
+	}{
+		{
+			// 0:A0 1:B0 2:A1 3:C0 4:B1; C answered first, then A, then B.
+			name:    "interleaved chunks",
+			tracked: []int64{0, 1, 2, 3, 4},
+			steps: []step{
+				{nil, 0},
+				{[]int64{3}, 0},    // C: a later job finishing moves nothing
+				{[]int64{0, 2}, 1}, // A: B0 at 1 still holds the commit
+				{[]int64{1, 4}, 5}, // B: all done, commit past the last
+			},
+		},
+		{
+			// Gaps (transaction markers, compaction) are never waited for.
+			name:    "gaps",
+			tracked: []int64{10, 11, 15, 16, 100},
+			steps: []step{
+				{nil, 10},
+				{[]int64{10}, 11},
+				{[]int64{16, 100}, 11},
+				{[]int64{11}, 15},
+				{[]int64{15}, 101},
+			},
+		},
+		{
+			name:    "reverse completion",
+			tracked: []int64{5, 6, 7, 8},
+			steps: []step{
+				{[]int64{8}, 5},
+				{[]int64{7}, 5},
+				{[]int64{6}, 5},
+				{[]int64{5}, 9},
+			},
+		},
+		{
+			// The job whose first chunk is lowest completes last: a big job
+			// interleaved with many small ones holds the commit point.
+			name:    "big job holds the commit point",
+			tracked: []int64{0, 1, 2, 3, 4, 5, 6},
+			steps: []step{
+				{[]int64{1}, 0},
+				{[]int64{3}, 0},
+				{[]int64{5}, 0},
+				{[]int64{0, 2, 4, 6}, 7},
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var tr Tracker
+			if _, ok := tr.Committable(); ok {
+				t.Fatal("committable before anything was tracked")
+			}
+			for _, o := range tc.tracked {
+				if err := tr.Track(o); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pending := len(tc.tracked)
+			for i, s := range tc.steps {
+				for _, o := range s.done {
+					if !tr.Done(o) {
+						t.Fatalf("step %d: Done(%d) = false", i, o)
+					}
+					pending--
+				}
+				if got, ok := tr.Committable(); !ok || got != s.want {
+					t.Fatalf("step %d: committable %d (%v), want %d", i, got, ok, s.want)
+				}
+				if tr.Pending() != pending {
+					t.Fatalf("step %d: pending %d, want %d", i, tr.Pending(), pending)
+				}
+			}
+		})
+	}
+}
+
+func TestDoneOfUnknownOffsets(t *testing.T) {
+	var tr Tracker
+	if tr.Done(0) {
+		t.Fatal("Done on an empty tracker")
+	}
+	for _, o := range []int64{10, 12, 13} {
+		if err := tr.Track(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, o := range []int64{9, 11, 14, -1} {
+		if tr.Done(o) {
+			t.Errorf("Done(%d) of an untracked offset = true", o)
+		}
+	}
+	if !tr.Done(12) || tr.Done(12) {
+		t.Error("Done(12) twice: want true then false")
+	}
+	if !tr.Done(10) || tr.Done(10) {
+		t.Error("Done(10) twice (popped from the ring): want true then false")
+	}
+	if got, _ := tr.Committable(); got != 13 || tr.Pending() != 1 {
+		t.Errorf("committable %d pending %d, want 13 and 1", got, tr.Pending())
+	}
+	if err := tr.Track(13); !errors.Is(err, ErrNotIncreasing) {
+		t.Errorf("Track(13) again: %v", err)
+	}
+	if err := tr.Track(2); !errors.Is(err, ErrNotIncreasing) {
+		t.Errorf("Track(2) after 13: %v", err)
+	}
+	if err := tr.Track(-5); err == nil {
+		t.Error("negative offset tracked")
+	}
+	if got, _ := tr.Committable(); got != 13 {
+		t.Errorf("a refused Track moved the commit point to %d", got)
+	}
+}
+
+// reference is the obviously correct model: a map of tracked offsets.
+type reference struct {
+	done    map[int64]bool
+	last    int64
+	started bool
+}
+
+func (r *reference) committable() (int64, bool) {
+	if !r.started {
+		return 0, false
+	}
+	low := r.last + 1
+	for o, d := range r.done {
+		if !d && o < low {
+			low = o
+		}
+	}
+	return low, true
+}
+
+// TestAgainstReference runs random Track/Done sequences, with gaps, out of
+// order completion, repeated and bogus Done calls, and a ring that grows and
+// wraps, and compares every answer with the reference model.
+func TestAgainstReference(t *testing.T) {
+	for seed := range uint64(24) {
+		rng := rand.New(rand.NewPCG(seed, seed*31+1))
+		// Most seeds keep the outstanding set small (it wraps the ring
+		// often); every fourth lets it grow (the ring grows while wrapped).
+		trackBelow := 4
+		if seed%4 == 0 {
+			trackBelow = 5
+		}
+		var tr Tracker
+		ref := reference{done: map[int64]bool{}}
+		var outstanding []int64
+		next := int64(rng.IntN(1000))
+		var lastCommit int64 = -1
+		for op := range 3000 {
+			switch r := rng.IntN(10); {
+			case r < trackBelow: // track, sometimes after a gap
+				if rng.IntN(8) == 0 {
+					next += int64(1 + rng.IntN(50))
+				}
+				if err := tr.Track(next); err != nil {
+					t.Fatalf("seed %d op %d: %v", seed, op, err)
+				}
+				ref.done[next], ref.last, ref.started = false, next, true
+				outstanding = append(outstanding, next)
+				next++
+			case r < 8 && len(outstanding) > 0: // finish a random outstanding offset
+				k := rng.IntN(len(outstanding))
+				o := outstanding[k]
+				outstanding = append(outstanding[:k], outstanding[k+1:]...)
+				if !tr.Done(o) {
+					t.Fatalf("seed %d op %d: Done(%d) = false", seed, op, o)
+				}
+				ref.done[o] = true
+			default: // a bogus Done: done already, never tracked, or in the future
+				o := next - 1 - int64(rng.IntN(100))
+				want := false
+				if d, ok := ref.done[o]; ok && !d {
+					want = true // it happened to be outstanding
+					for k, x := range outstanding {
+						if x == o {
+							outstanding = append(outstanding[:k], outstanding[k+1:]...)
+							break
+						}
+					}
+					ref.done[o] = true
+				}
+				if got := tr.Done(o); got != want {
+					t.Fatalf("seed %d op %d: Done(%d) = %v, want %v", seed, op, o, got, want)
+				}
+			}
+			got, ok := tr.Committable()
+			want, wantOK := ref.committable()
+			if got != want || ok != wantOK {
+				t.Fatalf("seed %d op %d: committable %d %v, reference %d %v", seed, op, got, ok, want, wantOK)
+			}
+			if ok && got < lastCommit {
+				t.Fatalf("seed %d op %d: committable went back from %d to %d", seed, op, lastCommit, got)
+			}
+			lastCommit = got
+			if tr.Pending() != len(outstanding) {
+				t.Fatalf("seed %d op %d: pending %d, want %d", seed, op, tr.Pending(), len(outstanding))
+			}
+			// Prune the reference so that committable() stays cheap.
+			if op%16 == 0 {
+				for o, d := range ref.done {
+					if d && o < want {
+						delete(ref.done, o)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestManager(t *testing.T) {
+	m := NewManager()
+	a := TopicPartition{"requests", 0}
+	b := TopicPartition{"requests", 1}
+	if _, ok := m.Committable(a); ok {
+		t.Fatal("committable for an unknown partition")
+	}
+	if m.Done(a, 0) {
+		t.Fatal("Done on an unknown partition")
+	}
+	for _, o := range []int64{100, 101, 102} {
+		if err := m.Track(a, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Track(b, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Track(a, 50); !errors.Is(err, ErrNotIncreasing) || err.Error() != "partition requests/0: tracking offset 50 after 102: offset not above the last tracked one" {
+		t.Fatalf("Track backwards: %v", err)
+	}
+	m.Done(a, 101)
+	m.Done(b, 7)
+	if got := m.Committables(); fmt.Sprint(got) != "[requests/0@100 requests/1@8]" {
+		t.Fatalf("Committables = %v", got)
+	}
+	if m.Pending(a) != 2 || m.Pending(b) != 0 || m.TotalPending() != 2 {
+		t.Fatalf("pending %d %d total %d", m.Pending(a), m.Pending(b), m.TotalPending())
+	}
+	if n := m.Revoke(a); n != 2 {
+		t.Fatalf("Revoke = %d pending, want 2", n)
+	}
+	if m.Done(a, 100) || m.Pending(a) != 0 {
+		t.Fatal("revoked partition still tracked")
+	}
+	// Reassigned: redelivery starts from the committed offset, below what was tracked.
+	if err := m.Track(a, 100); err != nil {
+		t.Fatalf("Track after Revoke: %v", err)
+	}
+	if got, _ := m.Committable(a); got != 100 {
+		t.Fatalf("committable %d after reassignment", got)
+	}
+	m.Reset()
+	if len(m.Committables()) != 0 || m.TotalPending() != 0 || m.Revoke(b) != 0 {
+		t.Fatal("Reset left partitions")
+	}
+}
+
+// TestManagerConcurrent tracks from one goroutine per partition while
+// responders finish offsets in random order and a committer reads commit
+// points, which must never go backwards (go test -race).
+func TestManagerConcurrent(t *testing.T) {
+	const partitions, perPartition = 4, 5000
+	m := NewManager()
+	var wg sync.WaitGroup
+	finished := make(chan Commit, 256)
+	for p := range partitions {
+		tp := TopicPartition{"requests", int32(p)}
+		wg.Add(1)
+		go func() { // consumer of partition p
+			defer wg.Done()
+			for o := range int64(perPartition) {
+				if err := m.Track(tp, o); err != nil {
+					t.Error(err)
+					return
+				}
+				finished <- Commit{tp, o}
+			}
+		}()
+	}
+	var responders sync.WaitGroup
+	for r := range 3 {
+		responders.Add(1)
+		go func() { // responders finish in scrambled order
+			defer responders.Done()
+			rng := rand.New(rand.NewPCG(uint64(r), 9))
+			var held []Commit
+			for c := range finished {
+				held = append(held, c)
+				if len(held) > 64 {
+					k := rng.IntN(len(held))
+					if !m.Done(held[k].TopicPartition, held[k].Offset) {
+						t.Errorf("Done(%v) = false", held[k])
+					}
+					held = append(held[:k], held[k+1:]...)
+				}
+			}
+			for _, c := range held {
+				m.Done(c.TopicPartition, c.Offset)
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	committerDone := make(chan struct{})
+	go func() { // commit loop
+		defer close(committerDone)
+		last := map[TopicPartition]int64{}
+		for {
+			for _, c := range m.Committables() {
+				if c.Offset < last[c.TopicPartition] {
+					t.Errorf("%v went back from %d to %d", c.TopicPartition, last[c.TopicPartition], c.Offset)
+				}
+				last[c.TopicPartition] = c.Offset
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	wg.Wait()
+	close(finished)
+	responders.Wait()
+	close(stop)
+	<-committerDone
+	for _, c := range m.Committables() {
+		if c.Offset != perPartition {
+			t.Errorf("%v: final commit %d, want %d", c.TopicPartition, c.Offset, perPartition)
+		}
+	}
+	if m.TotalPending() != 0 {
+		t.Errorf("%d pending at the end", m.TotalPending())
+	}
+}
+
+// BenchmarkInOrder: every message done right after it is tracked.
+func BenchmarkInOrder(b *testing.B) {
+	var tr Tracker
+	var o int64
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = tr.Track(o)
+		tr.Done(o)
+		o++
+	}
+}
+
+// BenchmarkOutOfOrder100k keeps 100k offsets outstanding and finishes a
+// random one per tracked offset, with a gap every 16 offsets.
+func BenchmarkOutOfOrder100k(b *testing.B) {
+	const outstanding = 100_000
+	var tr Tracker
+	rng := rand.New(rand.NewPCG(1, 2))
+	window := make([]int64, 0, outstanding)
+	var o int64
+	track := func() {
+		if o%16 == 0 {
+			o += 2 // a gap
+		}
+		_ = tr.Track(o)
+		window = append(window, o)
+		o++
+	}
+	for range outstanding {
+		track()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		k := rng.IntN(len(window))
+		tr.Done(window[k])
+		window[k] = window[len(window)-1]
+		window = window[:len(window)-1]
+		track()
+		tr.Committable()
+	}
+}
+
+func BenchmarkManagerParallel(b *testing.B) {
+	m := NewManager()
+	var next sync.Mutex
+	part := int32(0)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		next.Lock()
+		tp := TopicPartition{"requests", part}
+		part++
+		next.Unlock()
+		var o int64
+		for pb.Next() {
+			_ = m.Track(tp, o)
+			m.Done(tp, o)
+			o++
+		}
+	})
+}
