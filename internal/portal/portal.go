@@ -352,6 +352,7 @@ func (p *Portal) Cleanup(s sarama.ConsumerGroupSession) error {
 		p.mu.Lock()
 		for _, f := range p.flightsOfLocked(revoked) {
 			f.abandoned = true
+			p.asm.Forget(f.id)
 			if f.cancel != nil {
 				f.cancel()
 			}

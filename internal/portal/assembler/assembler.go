@@ -509,3 +509,14 @@ func (a *Assembler) DropPartition(topic string, partition int32) int {
 	}
 	return dropped
 }
+
+// Forget drops a finished job from the memory of finished jobs, so that its
+// redelivered chunks make a new job. Call it when a job was given up without
+// an answer (its partition was revoked mid-call): the next delivery of its
+// chunks must run it again, not be ignored as a duplicate.
+func (a *Assembler) Forget(jobID string) {
+	s := a.shard(jobID)
+	s.mu.Lock()
+	s.recent.forget(jobID)
+	s.mu.Unlock()
+}

@@ -657,3 +657,26 @@ func BenchmarkAdd(b *testing.B) {
 		})
 	}
 }
+
+func TestForgottenJobRunsAgain(t *testing.T) {
+	a, err := New(Config{MaxRequestBytes: 1 << 20, MaxBytes: 1 << 20, AssemblyTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := []byte("payload of a job given up on revoke")
+	chunks, err := wire.Split("JOB1", wire.TypeRequest, payload, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := Position{Topic: "t", Partition: 0, Offset: 1}
+	if r, _ := a.Add(context.Background(), chunks[0], pos); r.Outcome != Complete {
+		t.Fatalf("first delivery: %v", r.Outcome)
+	}
+	if r, _ := a.Add(context.Background(), chunks[0], pos); r.Outcome != Duplicate || !r.Finished {
+		t.Fatalf("redelivery before Forget: %v finished=%v, want a finished duplicate", r.Outcome, r.Finished)
+	}
+	a.Forget("JOB1")
+	if r, _ := a.Add(context.Background(), chunks[0], pos); r.Outcome != Complete {
+		t.Fatalf("redelivery after Forget: %v, want complete (run again)", r.Outcome)
+	}
+}

@@ -64,3 +64,6 @@ func (r *recentSet) matches(c wire.Chunk) bool {
 }
 
 func (r *recentSet) len() int { return len(r.byID) }
+
+// forget drops id; its ring slot then evicts nothing.
+func (r *recentSet) forget(id string) { delete(r.byID, id) }
