@@ -236,4 +236,3 @@ func TestKill9ThenRestartAnswersEveryJob(t *testing.T) {
 	t.Logf("all %d jobs answered %v after restart; %d re-executed (at-least-once); %d answered twice",
 		len(ids), time.Since(start).Round(time.Millisecond), reexecuted, len(e.col.Duplicates()))
 }
-
