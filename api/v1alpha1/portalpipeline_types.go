@@ -180,7 +180,7 @@ type TopicsSpec struct {
 }
 
 // UpstreamSpec is the one HTTP API that jobs of this pipeline may call.
-// +kubebuilder:validation:XValidation:rule="isURL(self.baseURL) && url(self.baseURL).getHostname() != ''",message="upstream.baseURL must be an absolute URL with a host",fieldPath=".baseURL"
+// +kubebuilder:validation:XValidation:rule="isURL(self.baseURL) && size(url(self.baseURL).getHostname()) > 0",message="upstream.baseURL must be an absolute URL with a host",fieldPath=".baseURL"
 // +kubebuilder:validation:XValidation:rule="!isURL(self.baseURL) || url(self.baseURL).getScheme() == 'https' || (url(self.baseURL).getScheme() == 'http' && has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="upstream.baseURL must use https, or http with allowInsecureHTTP: true",fieldPath=".baseURL"
 // +kubebuilder:validation:XValidation:rule="!isURL(self.baseURL) || (size(url(self.baseURL).getQuery()) == 0 && !self.baseURL.contains('#') && !self.baseURL.contains('@'))",message="upstream.baseURL must not carry user info, a query or a fragment",fieldPath=".baseURL"
 // +kubebuilder:validation:XValidation:rule="!has(self.caSecretRef) || !isURL(self.baseURL) || url(self.baseURL).getScheme() == 'https'",message="upstream.caSecretRef needs an https baseURL",fieldPath=".caSecretRef"
@@ -228,7 +228,7 @@ type UpstreamSpec struct {
 type HeaderValue string
 
 // OAuthSpec configures OAuth2 client credentials for upstream calls.
-// +kubebuilder:validation:XValidation:rule="isURL(self.tokenURL) && url(self.tokenURL).getScheme() in ['https', 'http'] && url(self.tokenURL).getHostname() != ''",message="oauth.tokenURL must be an absolute http(s) URL",fieldPath=".tokenURL"
+// +kubebuilder:validation:XValidation:rule="isURL(self.tokenURL) && url(self.tokenURL).getScheme() in ['https', 'http'] && size(url(self.tokenURL).getHostname()) > 0",message="oauth.tokenURL must be an absolute http(s) URL",fieldPath=".tokenURL"
 type OAuthSpec struct {
 	// TokenURL is the token endpoint.
 	// +required
