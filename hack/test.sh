@@ -18,6 +18,13 @@ hack/verify-generated.sh
 step "gofmt, go vet"
 make --no-print-directory vet
 
+# kcat (librdkafka's CLI) proves a non-Go requester can speak the wire
+# format; CI installs it, developers' machines run that test when they have it.
+if ! command -v kcat >/dev/null && [[ ${CI:-} == true || ${KAFKASEND_INSTALL_DEPS:-} == 1 ]] && command -v apt-get >/dev/null; then
+  step "installing kcat"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null) || echo "kcat not installed; its test will skip"
+fi
+
 step "envtest assets"
 KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)
 export KUBEBUILDER_ASSETS

@@ -3,6 +3,7 @@ package portal_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -161,6 +162,25 @@ func TestSIGTERMDrainsInFlightJobsWithoutReexecution(t *testing.T) {
 	pr := e.startProcess(t)
 	ids := e.sendSlow(t, 20)
 
+	// What an operator's dashboard sees while the 20 calls run (after one
+	// commit-loop tick).
+	time.Sleep(1500 * time.Millisecond)
+	metrics := scrape(t, pr.health)
+	for _, want := range []string{
+		"kafkasend_portal_in_flight_jobs 20",
+		"kafkasend_portal_jobs_received_total 20",
+		"kafkasend_portal_uncommitted_offsets{",
+		"kafkasend_portal_job_duration_seconds_bucket",
+		"kafkasend_portal_held_bytes",
+		"kafkasend_portal_partial_jobs 0",
+		"kafkasend_portal_backpressure_seconds_total",
+		"process_resident_memory_bytes",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
 	start := time.Now()
 	if err := pr.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -195,6 +215,20 @@ func TestSIGTERMDrainsInFlightJobsWithoutReexecution(t *testing.T) {
 	if d := e.col.Duplicates(); len(d) > 0 {
 		t.Errorf("jobs answered twice: %v", d)
 	}
+}
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func TestKill9ThenRestartAnswersEveryJob(t *testing.T) {
