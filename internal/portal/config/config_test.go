@@ -1,0 +1,61 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+const valid = `
+kafka:
+  brokers: ["127.0.0.1:9092"]
+  consumerGroup: g
+topics: {requests: req, replies: rep}
+upstream:
+  baseURL: https://api.example.test/v1
+`
+
+func TestParseFillsDefaults(t *testing.T) {
+	c, err := Parse([]byte(valid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Concurrency.MaxInFlight != 100 || c.Timeouts.Request.Duration.Minutes() != 15 || c.Retries.Attempts != 3 {
+		t.Errorf("defaults not applied: %+v", c)
+	}
+	out, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse(out)
+	if err != nil {
+		t.Fatalf("rendered config does not parse back: %v\n%s", err, out)
+	}
+	if again.Upstream.BaseURL != c.Upstream.BaseURL || again.Timeouts != c.Timeouts {
+		t.Errorf("round trip changed the config")
+	}
+}
+
+func TestParseRejectsBadConfigNamingTheField(t *testing.T) {
+	cases := map[string]struct{ yaml, want string }{
+		"unknown field":            {valid + "bogus: 1\n", "bogus"},
+		"http upstream":            {strings.Replace(valid, "https://", "http://", 1), "upstream.baseURL: http is refused"},
+		"relative upstream":        {strings.Replace(valid, "https://api.example.test/v1", "/v1", 1), "upstream.baseURL: must be an absolute URL"},
+		"no brokers":               {strings.Replace(valid, `["127.0.0.1:9092"]`, "[]", 1), "kafka.brokers"},
+		"bad initial offset":       {strings.Replace(valid, "consumerGroup: g", "consumerGroup: g\n  initialOffset: middle", 1), "kafka.initialOffset"},
+		"zero in flight":           {valid + "concurrency: {maxInFlight: 0}\n", "concurrency.maxInFlight"},
+		"budget below request cap": {valid + "concurrency: {maxBytes: 1024}\n", "concurrency.maxBytes"},
+		"bad sasl":                 {strings.Replace(valid, "consumerGroup: g", "consumerGroup: g\n  sasl: {mechanism: GSSAPI, usernameFile: u, passwordFile: p}", 1), "kafka.sasl.mechanism"},
+		"backoff order":            {valid + "retries: {backoff: 5s, maxBackoff: 1s}\n", "retries: need 0 <= backoff <= maxBackoff"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
