@@ -25,6 +25,9 @@ if ! command -v kcat >/dev/null && [[ ${CI:-} == true || ${KAFKASEND_INSTALL_DEP
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null) || echo "kcat not installed; its test will skip"
 fi
 
+step "tools (controller-gen, kustomize, helm; cached in bin/)"
+make --no-print-directory tools >/dev/null
+
 step "envtest assets"
 KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)
 export KUBEBUILDER_ASSETS
