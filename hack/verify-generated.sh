@@ -16,4 +16,9 @@ for f in "${files[@]}"; do
     stale=1
   fi
 done
+if ! go mod tidy -diff >/dev/null 2>&1; then
+  echo "out of date: go.mod/go.sum (run 'go mod tidy' and commit)" >&2
+  go mod tidy -diff >&2 || true
+  stale=1
+fi
 exit $stale
