@@ -1,31 +1,28 @@
 // Command kafkasend is the requester's command-line client for kafkasend
-// portals.
+// portals: send REST jobs over Kafka, await their answers, or run the
+// self-contained demo. See 'kafkasend --help'.
 package main
 
 import (
-	"fmt"
+	"context"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rcrowley/go-metrics"
+
+	"kafkasend.io/kafkasend/internal/cli"
 )
 
-const usage = `kafkasend: send REST jobs over Kafka to a kafkasend portal.
-
-Commands:
-  demo    run a portal, an upstream and a workload on an embedded broker (not yet available)
-
-Run 'kafkasend COMMAND --help' for a command's options.
-`
-
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
-		fmt.Print(usage)
-		return
-	}
-	switch os.Args[1] {
-	case "demo":
-		fmt.Fprintln(os.Stderr, "kafkasend demo: not yet: the demo lands with the requester client (issue 4)")
-		os.Exit(2)
-	default:
-		fmt.Fprintf(os.Stderr, "kafkasend: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
-	}
+	// sarama's go-metrics registry is not used; keep it from running meters.
+	metrics.UseNilMetrics = true
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	fi, err := os.Stdout.Stat()
+	terminal := err == nil && fi.Mode()&os.ModeCharDevice != 0
+	code := cli.Main(ctx, os.Args[1:], cli.IO{
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Terminal: terminal,
+	})
+	stop()
+	os.Exit(code)
 }
