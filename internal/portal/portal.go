@@ -86,6 +86,7 @@ type Portal struct {
 	inflight map[string]*flight // by job ID
 
 	firstSeen sync.Map // job ID -> time.Time of its first chunk, multi-chunk jobs only
+	routes    sync.Map // job ID -> wire.Routing from chunk 0, multi-chunk jobs only
 
 	// workCtx is the parent of every upstream call; cancelled when the drain
 	// timeout has passed on shutdown.
@@ -370,6 +371,11 @@ func (p *Portal) Cleanup(s sarama.ConsumerGroupSession) error {
 		p.asm.DropPartition(p.cfg.Topics.Requests, part)
 		p.metrics.uncommitted.DeleteLabelValues(p.cfg.Topics.Requests, partitionLabel(part))
 	}
+	if p.asm.PartialJobs() == 0 {
+		// Per-job notes of partial jobs dropped above.
+		p.firstSeen.Clear()
+		p.routes.Clear()
+	}
 	if ref := p.session.Load(); ref != nil && ref.s == s {
 		p.session.CompareAndSwap(ref, nil)
 	}
@@ -439,6 +445,13 @@ func (p *Portal) handle(ctx context.Context, m *sarama.ConsumerMessage) error {
 		}
 		p.metrics.backpressure.Add(time.Since(start).Seconds())
 	}
+	if c.Index == 0 && c.Count > 1 {
+		// Remembered so that a job rejected before it is whole is still
+		// answered where its requester listens.
+		if r, ok := wire.PeekRouting(c.Data); ok {
+			p.routes.Store(c.JobID, r)
+		}
+	}
 	res, err := p.asm.Add(ctx, c, pos)
 	if err != nil {
 		p.slots.Release(1)
@@ -455,14 +468,24 @@ func (p *Portal) handle(ctx context.Context, m *sarama.ConsumerMessage) error {
 		p.duplicate(res, pos)
 	case assembler.Rejected:
 		p.metrics.jobsReceived.Inc()
+		route := p.routeOf(res.JobID)
+		if c.Index == 0 {
+			if r, ok := wire.PeekRouting(c.Data); ok {
+				route = r
+			}
+		}
 		f := p.startFlight(res, m.Partition, 0)
-		p.respond(f, errorResponse(res.JobID, res.Kind, res.Err), "", wire.NoPartition)
+		p.respond(f, errorResponse(res.JobID, res.Kind, res.Err), route.ReplyTopic, route.ReplyPartition)
 	case assembler.Complete:
 		p.metrics.jobsReceived.Inc()
+		route := p.routeOf(res.JobID)
 		f := p.startFlight(res, m.Partition, int64(len(res.Payload)))
 		req, err := wire.DecodeRequest(res.Payload)
 		if err != nil {
-			p.respond(f, errorResponse(res.JobID, wire.KindOf(err), err), "", wire.NoPartition)
+			if r, ok := wire.PeekRouting(res.Payload); ok {
+				route = r
+			}
+			p.respond(f, errorResponse(res.JobID, wire.KindOf(err), err), route.ReplyTopic, route.ReplyPartition)
 			return nil
 		}
 		req.ID = res.JobID // the job ID travels as the record key
@@ -471,6 +494,15 @@ func (p *Portal) handle(ctx context.Context, m *sarama.ConsumerMessage) error {
 		go p.execute(callCtx, f, req)
 	}
 	return nil
+}
+
+// routeOf returns (and forgets) the routing seen in a job's chunk 0; the
+// zero routing (default reply topic, no partition) when none was seen.
+func (p *Portal) routeOf(jobID string) wire.Routing {
+	if r, ok := p.routes.LoadAndDelete(jobID); ok {
+		return r.(wire.Routing)
+	}
+	return wire.Routing{ReplyPartition: wire.NoPartition}
 }
 
 func errorResponse(id string, kind wire.ErrorKind, err error) *wire.Response {
@@ -732,9 +764,10 @@ func (p *Portal) expireLoop(context.Context) {
 		// Expired jobs take a slot without waiting: answering them frees
 		// their offsets and makes no upstream call.
 		slot := p.slots.TryAcquire(1)
+		route := p.routeOf(res.JobID)
 		f := p.startFlight(res, res.Positions[0].Partition, 0)
 		f.slot = slot
-		p.respond(f, errorResponse(res.JobID, wire.ErrorIncomplete, res.Err), "", wire.NoPartition)
+		p.respond(f, errorResponse(res.JobID, wire.ErrorIncomplete, res.Err), route.ReplyTopic, route.ReplyPartition)
 	}
 }
 

@@ -355,3 +355,41 @@ func isTokenChar(c byte) bool {
 	}
 	return false
 }
+
+// Routing is where a job's response goes, as its requester asked.
+type Routing struct {
+	// ReplyTopic is empty when the requester named none.
+	ReplyTopic string
+	// ReplyPartition is NoPartition when the requester named none.
+	ReplyPartition int32
+}
+
+// PeekRouting reads the reply topic and partition from the start of a
+// request payload (the data of its chunk 0) without the rest of it, so that
+// a job rejected before it is whole (too large, incomplete, corrupt) is still
+// answered where its requester listens. ok is false when the data does not
+// hold the whole metadata or it does not parse.
+func PeekRouting(data []byte) (r Routing, ok bool) {
+	if len(data) < PrefixSize || checkPrefix(data) != nil || data[3] != payloadTypeRequest {
+		return Routing{}, false
+	}
+	n := binary.BigEndian.Uint32(data[4:8])
+	if n > MaxMetadataBytes || uint64(n) > uint64(len(data)-PrefixSize) {
+		return Routing{}, false
+	}
+	var m struct {
+		ReplyTopic     string    `json:"replyTopic"`
+		ReplyPartition partition `json:"replyPartition"`
+	}
+	m.ReplyPartition = partition(NoPartition)
+	if json.Unmarshal(data[PrefixSize:PrefixSize+int(n)], &m) != nil {
+		return Routing{}, false
+	}
+	if m.ReplyTopic != "" && validateTopic(m.ReplyTopic) != nil {
+		return Routing{}, false
+	}
+	if m.ReplyPartition < partition(NoPartition) {
+		return Routing{}, false
+	}
+	return Routing{ReplyTopic: m.ReplyTopic, ReplyPartition: int32(m.ReplyPartition)}, true
+}

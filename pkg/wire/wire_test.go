@@ -520,3 +520,31 @@ func TestJobIDs(t *testing.T) {
 		t.Errorf("NewRequest = %+v", r)
 	}
 }
+
+func TestPeekRoutingFromTheFirstChunk(t *testing.T) {
+	r := &Request{ID: "JOB", Method: "POST", Path: "/x", Body: bytes.Repeat([]byte("b"), 10000),
+		ReplyTopic: "my.replies", ReplyPartition: 3}
+	payload, err := EncodeRequest(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks, err := Split("JOB", TypeRequest, payload, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := PeekRouting(chunks[0].Data)
+	if !ok || got.ReplyTopic != "my.replies" || got.ReplyPartition != 3 {
+		t.Fatalf("PeekRouting(chunk 0) = %+v, %v", got, ok)
+	}
+	if _, ok := PeekRouting(chunks[1].Data); ok {
+		t.Errorf("PeekRouting found routing in chunk 1")
+	}
+	if _, ok := PeekRouting(payload[:PrefixSize+3]); ok {
+		t.Errorf("PeekRouting accepted truncated metadata")
+	}
+	r.ReplyTopic, r.ReplyPartition = "", NoPartition
+	payload, _ = EncodeRequest(r)
+	if got, ok := PeekRouting(payload); !ok || got.ReplyTopic != "" || got.ReplyPartition != NoPartition {
+		t.Errorf("no routing: got %+v, %v", got, ok)
+	}
+}
