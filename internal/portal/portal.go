@@ -279,7 +279,10 @@ func (p *Portal) Run(ctx context.Context) error {
 	p.log.Info("Consuming", "topic", p.cfg.Topics.Requests, "group", p.cfg.Kafka.ConsumerGroup,
 		"maxInFlight", p.cfg.Concurrency.MaxInFlight, "maxBytes", p.cfg.Concurrency.MaxBytes)
 	var runErr error
-	backoff := wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 10 * time.Second}
+	newBackoff := func() wait.Backoff {
+		return wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 10 * time.Second}
+	}
+	backoff := newBackoff()
 	for ctx.Err() == nil {
 		if err := p.group.Consume(ctx, []string{p.cfg.Topics.Requests}, p); err != nil {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
@@ -292,7 +295,7 @@ func (p *Portal) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		backoff.Steps = 1 << 30
+		backoff = newBackoff()
 	}
 	// Consume returned after Cleanup drained the last session.
 	p.ready.Store(false)
