@@ -13,6 +13,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/xdg-go/scram"
+
+	"kafkasend.io/kafkasend/pkg/wire"
 )
 
 // MinVersion is the oldest protocol version the project speaks: Apache Kafka
@@ -183,3 +185,21 @@ func (s *scramClient) Begin(user, password, authzID string) error {
 func (s *scramClient) Step(challenge string) (string, error) { return s.conv.Step(challenge) }
 
 func (s *scramClient) Done() bool { return s.conv.Done() }
+
+// ChunkProducer sets up sc's producer for kafkasend chunk records: an
+// idempotent producer (acks=all, one request in flight per broker, so that
+// retries keep a job's chunks in order and never duplicate them), the
+// wire partitioner (a record's Partition when set, else the key's hash),
+// room for records of maxMessageBytes, and a 1 ms linger.
+func ChunkProducer(sc *sarama.Config, maxMessageBytes int) {
+	sc.Producer.Idempotent = true
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Net.MaxOpenRequests = 1
+	sc.Producer.Return.Successes = true
+	sc.Producer.Return.Errors = true
+	sc.Producer.Retry.Max = 10
+	sc.Producer.Retry.Backoff = 250 * time.Millisecond
+	sc.Producer.Partitioner = wire.NewPartitioner
+	sc.Producer.MaxMessageBytes = max(sc.Producer.MaxMessageBytes, maxMessageBytes+4096)
+	sc.Producer.Flush.Frequency = time.Millisecond
+}

@@ -210,17 +210,8 @@ func saramaConfig(cfg config.Config, opts Options) (*sarama.Config, error) {
 	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
 	sc.Consumer.Fetch.Default = 1 << 20
 
-	sc.Producer.Idempotent = true
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Net.MaxOpenRequests = 1
-	sc.Producer.Return.Successes = true
-	sc.Producer.Return.Errors = true
-	sc.Producer.Retry.Max = 10
-	sc.Producer.Retry.Backoff = 250 * time.Millisecond
-	sc.Producer.Partitioner = wire.NewPartitioner
-	sc.Producer.MaxMessageBytes = max(sc.Producer.MaxMessageBytes, k.MaxMessageBytes+4096)
+	kafkaconf.ChunkProducer(sc, k.MaxMessageBytes)
 	sc.Producer.Flush.Bytes = 1 << 20
-	sc.Producer.Flush.Frequency = time.Millisecond
 	if opts.ConfigureSarama != nil {
 		opts.ConfigureSarama(sc)
 	}

@@ -268,16 +268,7 @@ func saramaConfig(cfg Config) (*sarama.Config, error) {
 	if sc.ClientID == "sarama" {
 		sc.ClientID = "kafkasend-client"
 	}
-	sc.Producer.Idempotent = true
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Net.MaxOpenRequests = 1
-	sc.Producer.Return.Successes = true
-	sc.Producer.Return.Errors = true
-	sc.Producer.Retry.Max = 10
-	sc.Producer.Retry.Backoff = 250 * time.Millisecond
-	sc.Producer.Partitioner = wire.NewPartitioner
-	sc.Producer.MaxMessageBytes = max(sc.Producer.MaxMessageBytes, cfg.MaxMessageBytes+4096)
-	sc.Producer.Flush.Frequency = time.Millisecond
+	kafkaconf.ChunkProducer(sc, cfg.MaxMessageBytes)
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
 	sc.Consumer.Fetch.Default = 1 << 20

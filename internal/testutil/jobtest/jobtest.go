@@ -12,6 +12,7 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"kafkasend.io/kafkasend/internal/kafkaconf"
 	"kafkasend.io/kafkasend/internal/testutil/kafkatest"
 	"kafkasend.io/kafkasend/pkg/wire"
 )
@@ -29,12 +30,7 @@ type Requester struct {
 func NewRequester(t testing.TB, brokers []string, topic string, maxMessageBytes int) *Requester {
 	t.Helper()
 	c := kafkatest.SaramaConfig()
-	c.Producer.Idempotent = true
-	c.Producer.RequiredAcks = sarama.WaitForAll
-	c.Net.MaxOpenRequests = 1
-	c.Producer.Return.Successes = true
-	c.Producer.Partitioner = wire.NewPartitioner
-	c.Producer.MaxMessageBytes = maxMessageBytes + 4096
+	kafkaconf.ChunkProducer(c, maxMessageBytes)
 	p, err := sarama.NewSyncProducer(brokers, c)
 	if err != nil {
 		t.Fatalf("requester producer: %v", err)
