@@ -77,6 +77,22 @@ kafka-start: ## Start the local Apache Kafka broker (prints its address).
 kafka-stop: ## Stop the local Apache Kafka broker.
 	hack/kafka.sh stop
 
+##@ Benchmarks
+
+BENCH_SCENARIOS ?= mixed concurrency throughput overhead large
+BENCH_FLAGS ?=
+
+.PHONY: bench
+bench: ## Run the bench scenarios against a local Apache Kafka (started here, stopped on exit); results in bin/bench/.
+	go build -o $(BIN)/portal ./cmd/portal
+	go build -o $(BIN)/kafkasend ./cmd/kafkasend
+	mkdir -p $(BIN)/bench
+	B=$$(hack/kafka.sh start); trap 'hack/kafka.sh stop' EXIT; \
+	for s in $(BENCH_SCENARIOS); do \
+		$(BIN)/kafkasend bench --scenario $$s --brokers $$B --portal-bin $(BIN)/portal --json \
+			--svg $(BIN)/bench/$$s.svg $(BENCH_FLAGS) | tee $(BIN)/bench/$$s.txt; \
+	done
+
 ##@ Demo
 
 .PHONY: demo

@@ -1,4 +1,4 @@
-// Package cli is the kafkasend command line: send, await and demo. The
+// Package cli is the kafkasend command line: send, await, demo and bench. The
 // command in cmd/kafkasend only wires it to the process.
 package cli
 
@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"kafkasend.io/kafkasend/internal/bench"
 	"kafkasend.io/kafkasend/pkg/client"
 )
 
@@ -46,6 +47,8 @@ Usage:
   kafkasend await [options] JOBID   wait for the answer to a job sent with --async
   kafkasend demo [options]          run a portal, an upstream and a workload on an
                                     embedded broker, and compare sync with async
+  kafkasend bench --scenario NAME   measure a portal process: mixed, concurrency,
+                                    throughput, overhead or large (docs/benchmarks.md)
 
 Run 'kafkasend COMMAND --help' for a command's options and examples.
 
@@ -76,6 +79,8 @@ func Main(ctx context.Context, args []string, io IO) int {
 		err = runAwait(ctx, args[1:], io)
 	case "demo":
 		err = runDemo(ctx, args[1:], io)
+	case "bench":
+		return bench.Main(ctx, args[1:], io.Stdout, io.Stderr)
 	default:
 		fmt.Fprintf(io.Stderr, "kafkasend: unknown command %q\n\n%s", args[0], usage)
 		return ExitUsage

@@ -547,6 +547,11 @@ func (p *Portal) duplicate(res assembler.Result, pos assembler.Position) {
 // execute runs one upstream call and answers the job.
 func (p *Portal) execute(ctx context.Context, f *flight, req *wire.Request) {
 	resp := p.exec.Do(ctx, req)
+	topic, partition := req.ReplyTopic, req.ReplyPartition
+	// The request payload is no longer used (nothing references it past
+	// this point): give its bytes back to the budget now rather than when
+	// the response is acknowledged.
+	p.releaseBytes(f)
 	p.mu.Lock()
 	abandoned := f.abandoned
 	p.mu.Unlock()
@@ -554,7 +559,20 @@ func (p *Portal) execute(ctx context.Context, f *flight, req *wire.Request) {
 		p.release(f)
 		return
 	}
-	p.respond(f, resp, req.ReplyTopic, req.ReplyPartition)
+	p.respond(f, resp, topic, partition)
+}
+
+// releaseBytes gives a flight's assembled payload bytes back to the budget.
+func (p *Portal) releaseBytes(f *flight) {
+	p.mu.Lock()
+	n := f.bytes
+	f.bytes = 0
+	p.mu.Unlock()
+	if n > 0 {
+		if err := p.asm.Release(n); err != nil {
+			p.log.Error(err, "Releasing assembly bytes", "job", f.id)
+		}
+	}
 }
 
 // respond produces the job's response; acknowledgements finish the flight.
@@ -576,6 +594,8 @@ func (p *Portal) respond(f *flight, resp *wire.Response, topic string, partition
 			return
 		}
 	}
+	// The messages hold the encoded copy; let the upstream's buffer go.
+	resp.Body = nil
 	f.pending.Store(int32(len(msgs)))
 	for _, m := range msgs {
 		m.Metadata = f

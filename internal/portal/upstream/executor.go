@@ -381,17 +381,14 @@ func (e *Executor) attempt(ctx context.Context, c *call) outcome {
 	if res.ContentLength > limit {
 		return outcome{resp: responseTooLarge(c.id, limit)}
 	}
-	var buf bytes.Buffer
-	if res.ContentLength > 0 {
-		buf.Grow(int(res.ContentLength))
-	}
-	if _, err := buf.ReadFrom(io.LimitReader(res.Body, limit+1)); err != nil {
+	body, err := readBody(res, limit)
+	if err != nil {
 		if ctx.Err() != nil {
 			return outcome{resp: contextResponse(c.id, ctx, e.timeout)}
 		}
 		return e.connectionFailure(c.id, fmt.Sprintf("reading the upstream response body: %v", unwrapURLError(err)))
 	}
-	if int64(buf.Len()) > limit {
+	if int64(len(body)) > limit {
 		return outcome{resp: responseTooLarge(c.id, limit)}
 	}
 	out := outcome{
@@ -399,7 +396,7 @@ func (e *Executor) attempt(ctx context.Context, c *call) outcome {
 			ID:     c.id,
 			Status: res.StatusCode,
 			Header: responseHeaders(res.Header),
-			Body:   buf.Bytes(),
+			Body:   body,
 		},
 		token:        tok,
 		unauthorized: res.StatusCode == http.StatusUnauthorized && tok != nil,
@@ -512,4 +509,31 @@ func contextResponse(id string, ctx context.Context, requestTimeout time.Duratio
 		return errorResponse(id, wire.ErrorInternal, http.StatusInternalServerError,
 			fmt.Sprintf("the call was cancelled: %v", cause))
 	}
+}
+
+// readBody reads at most limit+1 bytes of a response body. A declared
+// Content-Length is read into a buffer of exactly that size (one allocation,
+// no doubling while looking for the end); a body longer than declared is
+// reported by length, so that the caller refuses it as too large.
+func readBody(res *http.Response, limit int64) ([]byte, error) {
+	if res.Body == http.NoBody || res.StatusCode == http.StatusNoContent || res.StatusCode == http.StatusNotModified ||
+		(res.Request != nil && res.Request.Method == http.MethodHead) {
+		return nil, nil // Content-Length, if any, describes no body here
+	}
+	if n := res.ContentLength; n >= 0 && n <= limit {
+		body := make([]byte, n)
+		if _, err := io.ReadFull(res.Body, body); err != nil {
+			return nil, err
+		}
+		var extra [1]byte
+		if m, _ := res.Body.Read(extra[:]); m > 0 {
+			return append(body, extra[0]), nil
+		}
+		return body, nil
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(res.Body, limit+1)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }

@@ -1,0 +1,129 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// upstreamPathPrefix is the path of every bench job: /job/{delay in ms}.
+const upstreamPathPrefix = "/job/"
+
+// jobPath is the upstream path that answers after delay.
+func jobPath(delay time.Duration) string {
+	return upstreamPathPrefix + strconv.FormatInt(delay.Milliseconds(), 10)
+}
+
+// upstream is the loopback HTTP API the portal calls: it waits the delay
+// named by the path, then echoes the request body. It counts concurrent
+// calls and records, per Idempotency-Key (the job ID), how long it took to
+// handle the call, so that the portal's own overhead can be separated from
+// the upstream's latency.
+type upstream struct {
+	srv *http.Server
+	ln  net.Listener
+	url string
+
+	active, peak, total atomic.Int64
+
+	mu      sync.Mutex
+	handled map[string]time.Duration
+	done    chan struct{}
+}
+
+// startUpstream listens on 127.0.0.1 and serves until close.
+func startUpstream() (*upstream, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listening for the upstream: %w", err)
+	}
+	u := &upstream{ln: ln, url: "http://" + ln.Addr().String(), handled: map[string]time.Duration{}, done: make(chan struct{})}
+	u.srv = &http.Server{Handler: u, ReadHeaderTimeout: 30 * time.Second}
+	go func() {
+		defer close(u.done)
+		_ = u.srv.Serve(ln)
+	}()
+	return u, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	n := u.active.Add(1)
+	defer u.active.Add(-1)
+	u.total.Add(1)
+	for {
+		p := u.peak.Load()
+		if n <= p || u.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	ms, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, upstreamPathPrefix))
+	if !strings.HasPrefix(r.URL.Path, upstreamPathPrefix) || err != nil || ms < 0 {
+		http.Error(w, "want /job/{delay ms}", http.StatusNotFound)
+		return
+	}
+	body, err := readBody(r)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+		t.Stop()
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write(body)
+	if id := r.Header.Get("Idempotency-Key"); id != "" {
+		elapsed := time.Since(start)
+		u.mu.Lock()
+		u.handled[id] = elapsed
+		u.mu.Unlock()
+	}
+}
+
+// readBody reads the whole request body, sized by Content-Length when known.
+func readBody(r *http.Request) ([]byte, error) {
+	if r.ContentLength <= 0 {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, fmt.Errorf("reading the request body: %w", err)
+		}
+		return b, nil
+	}
+	b := make([]byte, r.ContentLength)
+	if _, err := io.ReadFull(r.Body, b); err != nil {
+		return nil, fmt.Errorf("reading the request body: %w", err)
+	}
+	return b, nil
+}
+
+// handledTime returns how long the upstream spent on job id.
+func (u *upstream) handledTime(id string) (time.Duration, bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	d, ok := u.handled[id]
+	return d, ok
+}
+
+// close stops the server, cutting open connections.
+func (u *upstream) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := u.srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		_ = u.srv.Close()
+	}
+	<-u.done
+}
