@@ -209,6 +209,9 @@ func saramaConfig(cfg config.Config, opts Options) (*sarama.Config, error) {
 	sc.Consumer.Group.Rebalance.Timeout = cfg.Timeouts.Drain.Duration + 10*time.Second
 	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
 	sc.Consumer.Fetch.Default = 1 << 20
+	// Buffered records are chunk data held twice (fetched and assembled):
+	// keep few per partition; the consumer refills faster than jobs finish.
+	sc.ChannelBufferSize = 32
 
 	kafkaconf.ChunkProducer(sc, k.MaxMessageBytes)
 	sc.Producer.Flush.Bytes = 1 << 20
@@ -594,8 +597,6 @@ func (p *Portal) respond(f *flight, resp *wire.Response, topic string, partition
 			return
 		}
 	}
-	// The messages hold the encoded copy; let the upstream's buffer go.
-	resp.Body = nil
 	f.pending.Store(int32(len(msgs)))
 	for _, m := range msgs {
 		m.Metadata = f

@@ -106,14 +106,22 @@ func ChunkDataBudget(jobID string, maxMessageBytes int) int {
 // holds the rest, and an empty payload is one empty chunk. Chunk data alias
 // payload (no copy).
 func Split(jobID string, t MessageType, payload []byte, maxMessageBytes int) ([]Chunk, error) {
+	return splitParts(jobID, t, payload, nil, maxMessageBytes)
+}
+
+// splitParts is Split of the payload head followed by body, without joining
+// them: chunk data alias head or body, and only a chunk that straddles the
+// two is copied.
+func splitParts(jobID string, t MessageType, head, body []byte, maxMessageBytes int) ([]Chunk, error) {
 	if err := ValidateJobID(jobID); err != nil {
 		return nil, err
 	}
 	if t != TypeRequest && t != TypeResponse {
 		return nil, malformed(HeaderType, "unknown message type %q", t)
 	}
-	if len(payload) > MaxPayloadBytes {
-		return nil, tooLarge("payload", "%d bytes, the limit is %d", len(payload), MaxPayloadBytes)
+	size := len(head) + len(body)
+	if size > MaxPayloadBytes {
+		return nil, tooLarge("payload", "%d bytes, the limit is %d", size, MaxPayloadBytes)
 	}
 	per := ChunkDataBudget(jobID, maxMessageBytes)
 	if per < 1 {
@@ -121,21 +129,29 @@ func Split(jobID string, t MessageType, payload []byte, maxMessageBytes int) ([]
 			" leaves no room for data after the key and headers", kind: ErrTooLarge}
 	}
 	count := 1
-	if len(payload) > per {
-		count = (len(payload) + per - 1) / per
+	if size > per {
+		count = (size + per - 1) / per
 	}
 	if count > MaxChunks {
-		return nil, tooLarge(HeaderChunks, "%d bytes need %d chunks of %d bytes, the limit is %d chunks", len(payload), count, per, MaxChunks)
+		return nil, tooLarge(HeaderChunks, "%d bytes need %d chunks of %d bytes, the limit is %d chunks", size, count, per, MaxChunks)
 	}
-	sum := ChecksumOf(payload)
+	sum := crc32.Update(ChecksumOf(head), castagnoli, body)
+	h := len(head)
 	chunks := make([]Chunk, count)
 	for i := range chunks {
 		lo := i * per
-		hi := min(lo+per, len(payload))
-		chunks[i] = Chunk{
-			JobID: jobID, Type: t, Index: i, Count: count, Size: len(payload), Checksum: sum,
-			Data: payload[lo:hi:hi],
+		hi := min(lo+per, size)
+		var data []byte
+		switch {
+		case hi <= h:
+			data = head[lo:hi:hi]
+		case lo >= h:
+			data = body[lo-h : hi-h : hi-h]
+		default:
+			data = make([]byte, 0, hi-lo)
+			data = append(append(data, head[lo:]...), body[:hi-h]...)
 		}
+		chunks[i] = Chunk{JobID: jobID, Type: t, Index: i, Count: count, Size: size, Checksum: sum, Data: data}
 	}
 	return chunks, nil
 }

@@ -114,7 +114,35 @@ func EncodeResponse(r *Response) ([]byte, error) {
 	return encode(payloadTypeResponse, &m, r.Body)
 }
 
+// responseHead is EncodeResponse without the body: the payload is the
+// returned head followed by r.Body.
+func responseHead(r *Response) ([]byte, error) {
+	m := responseMeta{
+		Status:       r.Status,
+		Headers:      r.Header,
+		ErrorKind:    r.ErrorKind,
+		ErrorMessage: r.ErrorMessage,
+	}
+	if err := validateResponseMeta(&m); err != nil {
+		return nil, err
+	}
+	return encodeHead(payloadTypeResponse, &m, len(r.Body))
+}
+
 func encode(typ byte, meta any, body []byte) ([]byte, error) {
+	head, err := encodeHead(typ, meta, len(body))
+	if err != nil {
+		return nil, err
+	}
+	p := make([]byte, len(head)+len(body))
+	copy(p, head)
+	copy(p[len(head):], body)
+	return p, nil
+}
+
+// encodeHead returns the prefix and metadata of a payload whose body has
+// bodyLen bytes: the payload is head followed by the body.
+func encodeHead(typ byte, meta any, bodyLen int) ([]byte, error) {
 	js, err := json.Marshal(meta)
 	if err != nil {
 		return nil, malformed("metadata", "encoding JSON: %v", err)
@@ -122,16 +150,15 @@ func encode(typ byte, meta any, body []byte) ([]byte, error) {
 	if len(js) > MaxMetadataBytes {
 		return nil, tooLarge("metadata", "%d bytes of metadata, the limit is %d", len(js), MaxMetadataBytes)
 	}
-	total := int64(PrefixSize) + int64(len(js)) + int64(len(body))
+	total := int64(PrefixSize) + int64(len(js)) + int64(bodyLen)
 	if total > MaxPayloadBytes {
 		return nil, tooLarge("payload", "%d bytes, the limit is %d", total, MaxPayloadBytes)
 	}
-	p := make([]byte, total)
-	p[0], p[1], p[2], p[3] = magic0, magic1, Version, typ
-	binary.BigEndian.PutUint32(p[4:8], uint32(len(js)))
-	copy(p[PrefixSize:], js)
-	copy(p[PrefixSize+len(js):], body)
-	return p, nil
+	h := make([]byte, PrefixSize+len(js))
+	h[0], h[1], h[2], h[3] = magic0, magic1, Version, typ
+	binary.BigEndian.PutUint32(h[4:8], uint32(len(js)))
+	copy(h[PrefixSize:], js)
+	return h, nil
 }
 
 // DecodeRequest parses a request payload. The returned Request's Body

@@ -47,16 +47,17 @@ func RequestMessages(topic string, partition int32, r *Request, maxMessageBytes 
 }
 
 // ResponseMessages encodes r, splits it for maxMessageBytes and returns its
-// producer messages for topic (see ProducerMessages). The key is r.ID.
+// producer messages for topic (see ProducerMessages). The key is r.ID. The
+// messages alias r.Body rather than copy it: a large response is held once.
 func ResponseMessages(topic string, partition int32, r *Response, maxMessageBytes int) ([]*sarama.ProducerMessage, error) {
 	if r == nil {
 		return nil, malformed("response", "nil response")
 	}
-	payload, err := EncodeResponse(r)
+	head, err := responseHead(r)
 	if err != nil {
 		return nil, fmt.Errorf("encoding response %s: %w", r.ID, err)
 	}
-	chunks, err := Split(r.ID, TypeResponse, payload, maxMessageBytes)
+	chunks, err := splitParts(r.ID, TypeResponse, head, r.Body, maxMessageBytes)
 	if err != nil {
 		return nil, fmt.Errorf("splitting response %s: %w", r.ID, err)
 	}

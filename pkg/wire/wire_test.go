@@ -548,3 +548,52 @@ func TestPeekRoutingFromTheFirstChunk(t *testing.T) {
 		t.Errorf("no routing: got %+v, %v", got, ok)
 	}
 }
+
+func TestResponseMessagesMatchTheJoinedPayload(t *testing.T) {
+	body := make([]byte, 50000)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	for _, n := range []int{0, 1, 2000, 50000} {
+		r := &Response{ID: "JOB", Status: 201, Header: map[string][]string{"X-A": {"b"}}, Body: body[:n]}
+		msgs, err := ResponseMessages("t", NoPartition, r, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := EncodeResponse(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunks, err := Split("JOB", TypeResponse, want, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) != len(chunks) {
+			t.Fatalf("%d bytes: %d messages, Split gives %d", n, len(msgs), len(chunks))
+		}
+		var parsed []Chunk
+		for i, m := range msgs {
+			v, _ := m.Value.Encode()
+			if !bytes.Equal(v, chunks[i].Data) {
+				t.Fatalf("%d bytes: chunk %d differs from Split's", n, i)
+			}
+			hs := make([]*sarama.RecordHeader, len(m.Headers))
+			for j := range m.Headers {
+				hs[j] = &m.Headers[j]
+			}
+			c, err := ParseChunk([]byte("JOB"), hs, v)
+			if err != nil {
+				t.Fatalf("%d bytes: chunk %d: %v", n, i, err)
+			}
+			parsed = append(parsed, c)
+		}
+		got, err := Join(parsed)
+		if err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		resp, err := DecodeResponse(got)
+		if err != nil || resp.Status != 201 || !bytes.Equal(resp.Body, body[:n]) {
+			t.Fatalf("%d bytes: round trip: %v", n, err)
+		}
+	}
+}

@@ -531,9 +531,33 @@ func readBody(res *http.Response, limit int64) ([]byte, error) {
 		}
 		return body, nil
 	}
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(io.LimitReader(res.Body, limit+1)); err != nil {
-		return nil, err
+	// Unknown length (chunked encoding): read blocks of growing size and
+	// join them once, so that the peak is about twice the body rather than
+	// the three times of a doubling buffer.
+	lr := io.LimitReader(res.Body, limit+1)
+	var blocks [][]byte
+	total, size := 0, 64<<10
+	for {
+		b := make([]byte, size)
+		n, err := io.ReadFull(lr, b)
+		if n > 0 {
+			blocks = append(blocks, b[:n])
+			total += n
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		size = min(size*2, 4<<20)
 	}
-	return buf.Bytes(), nil
+	if len(blocks) == 1 {
+		return blocks[0], nil
+	}
+	body := make([]byte, 0, total)
+	for _, b := range blocks {
+		body = append(body, b...)
+	}
+	return body, nil
 }
