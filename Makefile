@@ -10,11 +10,13 @@ export GOTOOLCHAIN ?= local
 CONTROLLER_GEN_VERSION ?= v0.23.0
 KUSTOMIZE_VERSION ?= v5.8.1
 HELM_VERSION ?= v3.22.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
 K8S_VERSION ?= v1.37.2
 
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
 KUSTOMIZE := $(BIN)/kustomize-$(KUSTOMIZE_VERSION)
 HELM := $(BIN)/helm-$(HELM_VERSION)
+GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 IMG ?= kafkasend/operator:dev
 WORKER_IMG ?= kafkasend/portal:dev
@@ -50,6 +52,10 @@ fmt: ## gofmt the tree.
 vet: ## go vet and gofmt check.
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## golangci-lint (.golangci.yml).
+	$(GOLANGCI_LINT) run ./...
 
 .PHONY: build
 build: ## Build the manager, portal and kafkasend binaries into bin/.
@@ -128,5 +134,9 @@ $(HELM):
 	GOBIN=$(BIN)/.tmp go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	mv $(BIN)/.tmp/helm $@
 
+$(GOLANGCI_LINT):
+	GOBIN=$(BIN)/.tmp go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(BIN)/.tmp/golangci-lint $@
+
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(KUSTOMIZE) $(HELM) ## Install build tools into bin/.
+tools: $(CONTROLLER_GEN) $(KUSTOMIZE) $(HELM) $(GOLANGCI_LINT) ## Install build tools into bin/.

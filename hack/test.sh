@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test`: everything a change must pass, on a fresh machine.
-#  1. generated files up to date, gofmt and go vet clean;
+#  1. generated files up to date, gofmt, go vet and golangci-lint clean;
 #  2. unit tests with the race detector (Kafka-using ones on in-process kfake);
 #  3. envtest (real kube-apiserver, etcd, kube-controller-manager built by
 #     hack/envtest-assets.sh) and integration tests against a real Apache
@@ -25,8 +25,11 @@ if ! command -v kcat >/dev/null && [[ ${CI:-} == true || ${KAFKASEND_INSTALL_DEP
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null) || echo "kcat not installed; its test will skip"
 fi
 
-step "tools (controller-gen, kustomize, helm; cached in bin/)"
+step "tools (controller-gen, kustomize, helm, golangci-lint; cached in bin/)"
 make --no-print-directory tools >/dev/null
+
+step "golangci-lint"
+make --no-print-directory lint
 
 step "envtest assets"
 KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)

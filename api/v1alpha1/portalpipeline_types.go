@@ -561,7 +561,3 @@ type PortalPipelineList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []PortalPipeline `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&PortalPipeline{}, &PortalPipelineList{})
-}

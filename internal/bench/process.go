@@ -177,7 +177,7 @@ func (p *portalProcess) waitReady(ctx context.Context, timeout time.Duration) er
 		}
 		select {
 		case <-p.exited:
-			return fmt.Errorf("portal exited before it was ready (%v); log:\n%s", p.waitErr, p.logTail(30))
+			return fmt.Errorf("portal exited before it was ready (%w); log:\n%s", p.waitErr, p.logTail(30))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
@@ -294,7 +294,7 @@ func (p *portalProcess) stop(timeout time.Duration) error {
 		return fmt.Errorf("portal did not stop within %s of SIGTERM; killed it", timeout)
 	}
 	if p.waitErr != nil {
-		return fmt.Errorf("portal exited with %v; log:\n%s", p.waitErr, p.logTail(30))
+		return fmt.Errorf("portal exited with %w; log:\n%s", p.waitErr, p.logTail(30))
 	}
 	return nil
 }

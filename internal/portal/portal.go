@@ -415,8 +415,9 @@ func (p *Portal) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Consum
 			}
 			if err := p.handle(ctx, m); err != nil {
 				// Only a revoked session ends handling early; the message
-				// is read again by the partition's next owner.
-				return nil
+				// is read again by the partition's next owner. Returning the
+				// error would only log a context cancellation per partition.
+				return nil //nolint:nilerr // see above
 			}
 		}
 	}

@@ -43,7 +43,7 @@ func (e *FormatError) Error() string {
 // Unwrap lets errors.Is match the sentinel errors.
 func (e *FormatError) Unwrap() []error {
 	switch e.kind {
-	case ErrMalformed, ErrTooLarge, nil:
+	case ErrMalformed, ErrTooLarge, nil: //nolint:errorlint // e.kind is one of this package's sentinels, compared by identity
 		return []error{e.kind}
 	default:
 		return []error{ErrMalformed, e.kind}

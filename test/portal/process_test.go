@@ -39,7 +39,7 @@ func portalBinary(t *testing.T) string {
 		portalBin = filepath.Join(dir, "portal")
 		out, err := exec.Command("go", "build", "-o", portalBin, "kafkasend.io/kafkasend/cmd/portal").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {

@@ -270,7 +270,6 @@ func (a *Assembler) Add(ctx context.Context, c wire.Chunk, pos Position) (Result
 			return res, nil
 		}
 		if reserved == size || a.sem.TryAcquire(size) {
-			reserved = size
 			a.reserve(size)
 			res := a.startJob(s, c, pos)
 			s.mu.Unlock()

@@ -79,7 +79,7 @@ type Upstream struct {
 	FollowRedirects bool `json:"followRedirects,omitempty"`
 }
 
-// OAuth2 client-credentials settings. Credentials are read from files and
+// OAuth holds OAuth2 client-credentials settings. Credentials are read from files and
 // re-read when they change.
 type OAuth struct {
 	TokenURL         string              `json:"tokenURL"`

@@ -13,7 +13,7 @@ import (
 	"sync"
 )
 
-// ErrNotIncreasing: Track was given an offset not above the last one.
+// ErrNotIncreasing means that Track was given an offset not above the last one.
 var ErrNotIncreasing = errors.New("offset not above the last tracked one")
 
 // Tracker follows the messages of one partition. Offsets are tracked in
