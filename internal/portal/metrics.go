@@ -32,6 +32,7 @@ type Metrics struct {
 	duplicates       prometheus.Counter
 	produceErrors    prometheus.Counter
 	revokeCancelled  prometheus.Counter
+	skippedAnswered  prometheus.Counter
 }
 
 // NewMetrics registers the worker's metrics (and the Go and process
@@ -102,13 +103,17 @@ func NewMetrics() *Metrics {
 			Namespace: metricsNamespace, Name: "revoked_jobs_cancelled_total",
 			Help: "In-flight jobs cancelled because their partition was revoked or the drain timeout passed; the next owner re-executes them.",
 		}),
+		skippedAnswered: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "skipped_answered_total",
+			Help: "Records skipped because the commit metadata says their job was already answered (after a crash or rebalance).",
+		}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.jobsReceived, m.jobsCompleted, m.inFlight, m.jobDuration, m.upstreamDuration, m.upstreamRetries,
 		m.heldBytes, m.partialJobs, m.tokenRefreshes, m.backpressure, m.uncommitted, m.deadLetters,
-		m.duplicates, m.produceErrors, m.revokeCancelled,
+		m.duplicates, m.produceErrors, m.revokeCancelled, m.skippedAnswered,
 	)
 	return m
 }

@@ -78,6 +78,16 @@ type Portal struct {
 
 	producer sarama.AsyncProducer
 	group    sarama.ConsumerGroup
+	// admin reads the committed offsets' metadata when partitions are assigned.
+	admin sarama.ClusterAdmin
+
+	// answered holds, per partition of the current session, offsets above
+	// the committed one whose jobs were already answered (from the commit
+	// metadata): they are skipped, not run again. Written in Setup, read and
+	// shrunk by that partition's ConsumeClaim only.
+	answered map[int32]map[int64]struct{}
+	// marked is the last (offset, metadata) marked per partition.
+	marked sync.Map
 
 	// slots bounds the jobs being executed or answered.
 	slots *semaphore.Weighted
@@ -255,6 +265,12 @@ func (p *Portal) Run(ctx context.Context) error {
 	go p.producerErrors()
 	defer p.closeProducer()
 
+	p.admin, err = sarama.NewClusterAdmin(p.cfg.Kafka.Brokers, p.sc)
+	if err != nil {
+		return fmt.Errorf("creating admin client: %w", err)
+	}
+	defer func() { _ = p.admin.Close() }()
+
 	p.group, err = sarama.NewConsumerGroup(p.cfg.Kafka.Brokers, p.cfg.Kafka.ConsumerGroup, p.sc)
 	if err != nil {
 		return fmt.Errorf("joining consumer group %s: %w", p.cfg.Kafka.ConsumerGroup, err)
@@ -314,10 +330,42 @@ func (p *Portal) closeProducer() {
 
 // Setup implements sarama.ConsumerGroupHandler.
 func (p *Portal) Setup(s sarama.ConsumerGroupSession) error {
+	p.answered = p.answeredAbove(s.Claims())
 	p.session.Store(&sessionRef{s})
 	p.ready.Store(true)
 	p.log.Info("Joined consumer group", "generation", s.GenerationID(), "memberID", s.MemberID(), "claims", s.Claims())
 	return nil
+}
+
+// answeredAbove reads, from the group's committed offsets, which offsets
+// above each commit point were already answered by a previous owner. A
+// failure to read them only means those jobs may run again.
+func (p *Portal) answeredAbove(claims map[string][]int32) map[int32]map[int64]struct{} {
+	out := map[int32]map[int64]struct{}{}
+	parts := claims[p.cfg.Topics.Requests]
+	if len(parts) == 0 {
+		return out
+	}
+	resp, err := p.admin.ListConsumerGroupOffsets(p.cfg.Kafka.ConsumerGroup, map[string][]int32{p.cfg.Topics.Requests: parts})
+	if err != nil {
+		p.log.Info("Cannot read committed offsets; answered jobs above them may run again", "error", err.Error())
+		return out
+	}
+	for _, part := range parts {
+		b := resp.GetBlock(p.cfg.Topics.Requests, part)
+		if b == nil || b.Err != sarama.ErrNoError || b.Offset < 0 {
+			continue
+		}
+		if done := offsets.DecodeMetadata(b.Offset, b.Metadata); len(done) > 0 {
+			set := make(map[int64]struct{}, len(done))
+			for _, o := range done {
+				set[o] = struct{}{}
+			}
+			out[part] = set
+			p.log.Info("Skipping jobs answered before the last commit", "partition", part, "offsets", len(done))
+		}
+	}
+	return out
 }
 
 // Cleanup implements sarama.ConsumerGroupHandler: the session's partitions
@@ -367,6 +415,7 @@ func (p *Portal) Cleanup(s sarama.ConsumerGroupSession) error {
 		p.offs.Revoke(tp)
 		p.asm.DropPartition(p.cfg.Topics.Requests, part)
 		p.metrics.uncommitted.DeleteLabelValues(p.cfg.Topics.Requests, partitionLabel(part))
+		p.marked.Delete(tp)
 	}
 	if p.asm.PartialJobs() == 0 {
 		// Per-job notes of partial jobs dropped above.
@@ -402,6 +451,7 @@ func (p *Portal) flightsOfLocked(parts map[int32]bool) []*flight {
 func (p *Portal) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := s.Context()
 	tp := offsets.TopicPartition{Topic: claim.Topic(), Partition: claim.Partition()}
+	answered := p.answered[claim.Partition()]
 	for {
 		select {
 		case <-ctx.Done():
@@ -412,6 +462,12 @@ func (p *Portal) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.Consum
 			}
 			if err := p.offs.Track(tp, m.Offset); err != nil {
 				p.log.Error(err, "Tracking offset", "partition", m.Partition, "offset", m.Offset)
+			}
+			if _, ok := answered[m.Offset]; ok {
+				delete(answered, m.Offset)
+				p.offs.Done(tp, m.Offset)
+				p.metrics.skippedAnswered.Inc()
+				continue
 			}
 			if err := p.handle(ctx, m); err != nil {
 				// Only a revoked session ends handling early; the message
@@ -671,13 +727,24 @@ func (p *Portal) finish(f *flight) {
 	}
 	p.mu.Unlock()
 	if !abandoned {
-		for _, pos := range positions {
-			p.offs.Done(offsets.TopicPartition{Topic: pos.Topic, Partition: pos.Partition}, pos.Offset)
-		}
+		p.doneAll(positions)
 	}
 	p.metrics.jobsCompleted.WithLabelValues(outcome(f.outcome)).Inc()
 	p.metrics.jobDuration.Observe(time.Since(f.started).Seconds())
 	p.release(f)
+}
+
+// doneAll marks a job's chunk offsets done, each partition's at once, so
+// that no commit records some chunks of the job as answered and not others.
+func (p *Portal) doneAll(positions []assembler.Position) {
+	byPartition := map[offsets.TopicPartition][]int64{}
+	for _, pos := range positions {
+		tp := offsets.TopicPartition{Topic: pos.Topic, Partition: pos.Partition}
+		byPartition[tp] = append(byPartition[tp], pos.Offset)
+	}
+	for tp, offs := range byPartition {
+		p.offs.DoneAll(tp, offs)
+	}
 }
 
 // release frees a flight's slot and bytes, once.
@@ -758,11 +825,23 @@ func (p *Portal) commitLoop(context.Context) {
 }
 
 func (p *Portal) markCommittable(s sarama.ConsumerGroupSession) {
+	type mark struct {
+		next int64
+		md   string
+	}
 	for topic, parts := range s.Claims() {
 		for _, part := range parts {
 			tp := offsets.TopicPartition{Topic: topic, Partition: part}
-			if next, ok := p.offs.Committable(tp); ok {
-				s.MarkOffset(topic, part, next, "")
+			if next, md, ok := p.offs.CommitState(tp); ok {
+				m := mark{next, md}
+				if last, seen := p.marked.Load(tp); !seen || last.(mark) != m {
+					// MarkOffset moves the commit point forward; ResetOffset
+					// at the same offset replaces the metadata (the list of
+					// answered offsets above it grows while the point stays).
+					s.MarkOffset(topic, part, next, md)
+					s.ResetOffset(topic, part, next, md)
+					p.marked.Store(tp, m)
+				}
 			}
 			p.metrics.uncommitted.WithLabelValues(topic, partitionLabel(part)).Set(float64(p.offs.Pending(tp)))
 		}

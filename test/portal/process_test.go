@@ -235,14 +235,22 @@ func TestKill9ThenRestartAnswersEveryJob(t *testing.T) {
 	e := newEnv(t, 3*time.Second, 0, nil)
 	pr := e.startProcess(t)
 	ids := e.sendSlow(t, 20)
-	// More jobs queue behind them, not yet executed.
+	// Fast jobs behind them are answered while the slow ones run: the
+	// commit point stays at the oldest slow job, but the commit metadata
+	// records the fast jobs as answered.
+	var fast []string
 	for i := range 10 {
 		j := job(fmt.Sprintf("/fast/%d", i), []byte("x"))
 		if err := e.req.Send(j); err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, j.ID)
+		fast = append(fast, j.ID)
 	}
+	if m := e.col.Wait(fast, 10*time.Second); len(m) > 0 {
+		t.Fatalf("%d fast jobs not answered before the kill", len(m))
+	}
+	time.Sleep(1500 * time.Millisecond) // one commit-loop tick
+	ids = append(ids, fast...)
 	if err := pr.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -269,4 +277,13 @@ func TestKill9ThenRestartAnswersEveryJob(t *testing.T) {
 	}
 	t.Logf("all %d jobs answered %v after restart; %d re-executed (at-least-once); %d answered twice",
 		len(ids), time.Since(start).Round(time.Millisecond), reexecuted, len(e.col.Duplicates()))
+	// Jobs answered before the kill are not run again.
+	for _, id := range fast {
+		if n := e.up.callsOf(id); n != 1 {
+			t.Errorf("fast job %s answered before the kill was executed %d times", id, n)
+		}
+	}
+	if d := e.col.Duplicates(); len(d) > 0 {
+		t.Errorf("jobs answered twice: %v", d)
+	}
 }
