@@ -102,16 +102,11 @@ func EncodeResponse(r *Response) ([]byte, error) {
 	if r == nil {
 		return nil, malformed("response", "nil response")
 	}
-	m := responseMeta{
-		Status:       r.Status,
-		Headers:      r.Header,
-		ErrorKind:    r.ErrorKind,
-		ErrorMessage: r.ErrorMessage,
-	}
-	if err := validateResponseMeta(&m); err != nil {
+	head, err := responseHead(r)
+	if err != nil {
 		return nil, err
 	}
-	return encode(payloadTypeResponse, &m, r.Body)
+	return join(head, r.Body), nil
 }
 
 // responseHead is EncodeResponse without the body: the payload is the
@@ -134,10 +129,15 @@ func encode(typ byte, meta any, body []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return join(head, body), nil
+}
+
+// join returns head followed by body in a new slice.
+func join(head, body []byte) []byte {
 	p := make([]byte, len(head)+len(body))
 	copy(p, head)
 	copy(p[len(head):], body)
-	return p, nil
+	return p
 }
 
 // encodeHead returns the prefix and metadata of a payload whose body has
