@@ -236,9 +236,6 @@ func toApplyConfiguration(obj any, ac any) error {
 		return err
 	}
 	delete(m, "status")
-	if md, ok := m["metadata"].(map[string]any); ok {
-		delete(md, "creationTimestamp")
-	}
 	stripNullTimestamps(m)
 	if raw, err = json.Marshal(m); err != nil {
 		return err
@@ -246,8 +243,8 @@ func toApplyConfiguration(obj any, ac any) error {
 	return json.Unmarshal(raw, ac)
 }
 
-// stripNullTimestamps removes "creationTimestamp": null from nested metadata
-// (the pod template's), which typed objects always serialize.
+// stripNullTimestamps removes every "creationTimestamp": null (the object's
+// and the pod template's), which typed objects always serialize.
 func stripNullTimestamps(v any) {
 	switch t := v.(type) {
 	case map[string]any:

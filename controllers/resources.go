@@ -83,7 +83,7 @@ func quantityOr(q *resource.Quantity, def int64) int64 {
 
 // secretMount is one Secret key projected into the worker pods.
 type secretMount struct {
-	ref SecretRefUse
+	ref secretRef
 	// file is the path below secretsDir.
 	file string
 	// restart is true when the worker cannot reload the file and must be
@@ -91,8 +91,8 @@ type secretMount struct {
 	restart bool
 }
 
-// SecretRefUse is one Secret key a pipeline uses, with what for.
-type SecretRefUse struct {
+// secretRef is one Secret key a pipeline uses, with what for.
+type secretRef struct {
 	Secret, Key string
 	// Field is the spec field that names it, for messages.
 	Field string
@@ -105,7 +105,7 @@ func secretMounts(p *kafkasendv1alpha1.PortalPipeline) []secretMount {
 	var m []secretMount
 	add := func(ref *kafkasendv1alpha1.SecretKeyRef, field, file string, restart bool) {
 		if ref != nil {
-			m = append(m, secretMount{SecretRefUse{ref.Name, ref.Key, field}, file, restart})
+			m = append(m, secretMount{secretRef{ref.Name, ref.Key, field}, file, restart})
 		}
 	}
 	k := p.Spec.Kafka
@@ -135,24 +135,14 @@ func secretMounts(p *kafkasendv1alpha1.PortalPipeline) []secretMount {
 	return m
 }
 
-// SecretRefs lists the Secret keys a pipeline references.
-func SecretRefs(p *kafkasendv1alpha1.PortalPipeline) []SecretRefUse {
-	mounts := secretMounts(p)
-	refs := make([]SecretRefUse, len(mounts))
-	for i, m := range mounts {
-		refs[i] = m.ref
-	}
-	return refs
-}
-
 // SecretNames lists the distinct Secret names a pipeline references, sorted.
 func SecretNames(p *kafkasendv1alpha1.PortalPipeline) []string {
 	seen := map[string]bool{}
 	var names []string
-	for _, r := range SecretRefs(p) {
-		if !seen[r.Secret] {
-			seen[r.Secret] = true
-			names = append(names, r.Secret)
+	for _, m := range secretMounts(p) {
+		if !seen[m.ref.Secret] {
+			seen[m.ref.Secret] = true
+			names = append(names, m.ref.Secret)
 		}
 	}
 	sort.Strings(names)

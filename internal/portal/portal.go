@@ -511,7 +511,6 @@ func (p *Portal) handle(ctx context.Context, m *sarama.ConsumerMessage) error {
 		p.slots.Release(1)
 		return err
 	}
-	p.metrics.heldBytes.Set(float64(p.asm.HeldBytes()))
 	switch res.Outcome {
 	case assembler.Pending:
 		p.slots.Release(1)
@@ -522,23 +521,23 @@ func (p *Portal) handle(ctx context.Context, m *sarama.ConsumerMessage) error {
 		p.duplicate(res, pos)
 	case assembler.Rejected:
 		p.metrics.jobsReceived.Inc()
-		route := p.routeOf(res.JobID)
-		if c.Index == 0 {
-			if r, ok := wire.PeekRouting(c.Data); ok {
-				route = r
-			}
+		var route wire.Routing
+		if c.Count == 1 {
+			route = peekRouting(c.Data)
+		} else {
+			route = p.routeOf(res.JobID) // stored from chunk 0, if it came
 		}
 		f := p.startFlight(res, m.Partition, 0)
 		p.respond(f, errorResponse(res.JobID, res.Kind, res.Err), route.ReplyTopic, route.ReplyPartition)
 	case assembler.Complete:
 		p.metrics.jobsReceived.Inc()
-		route := p.routeOf(res.JobID)
+		if len(res.Positions) > 1 {
+			p.routes.Delete(res.JobID) // not needed: the whole payload is here
+		}
 		f := p.startFlight(res, m.Partition, int64(len(res.Payload)))
 		req, err := wire.DecodeRequest(res.Payload)
 		if err != nil {
-			if r, ok := wire.PeekRouting(res.Payload); ok {
-				route = r
-			}
+			route := peekRouting(res.Payload)
 			p.respond(f, errorResponse(res.JobID, wire.KindOf(err), err), route.ReplyTopic, route.ReplyPartition)
 			return nil
 		}
@@ -550,13 +549,24 @@ func (p *Portal) handle(ctx context.Context, m *sarama.ConsumerMessage) error {
 	return nil
 }
 
-// routeOf returns (and forgets) the routing seen in a job's chunk 0; the
-// zero routing (default reply topic, no partition) when none was seen.
+// defaultRoute sends an answer to topics.replies, placed by the job ID.
+var defaultRoute = wire.Routing{ReplyPartition: wire.NoPartition}
+
+// routeOf returns (and forgets) the routing seen in a job's chunk 0, or the
+// default route when none was seen.
 func (p *Portal) routeOf(jobID string) wire.Routing {
 	if r, ok := p.routes.LoadAndDelete(jobID); ok {
 		return r.(wire.Routing)
 	}
-	return wire.Routing{ReplyPartition: wire.NoPartition}
+	return defaultRoute
+}
+
+// peekRouting is wire.PeekRouting falling back to the default route.
+func peekRouting(data []byte) wire.Routing {
+	if r, ok := wire.PeekRouting(data); ok {
+		return r
+	}
+	return defaultRoute
 }
 
 func errorResponse(id string, kind wire.ErrorKind, err error) *wire.Response {
@@ -569,8 +579,10 @@ func errorResponse(id string, kind wire.ErrorKind, err error) *wire.Response {
 // startFlight registers a job that will be answered. It holds a slot.
 func (p *Portal) startFlight(res assembler.Result, partition int32, bytes int64) *flight {
 	started := time.Now()
-	if t, ok := p.firstSeen.LoadAndDelete(res.JobID); ok {
-		started = t.(time.Time)
+	if len(res.Positions) > 1 { // only multi-chunk jobs have a first-seen time
+		if t, ok := p.firstSeen.LoadAndDelete(res.JobID); ok {
+			started = t.(time.Time)
+		}
 	}
 	f := &flight{
 		id: res.JobID, partition: partition, started: started, bytes: bytes, slot: true,
@@ -737,6 +749,23 @@ func (p *Portal) finish(f *flight) {
 // doneAll marks a job's chunk offsets done, each partition's at once, so
 // that no commit records some chunks of the job as answered and not others.
 func (p *Portal) doneAll(positions []assembler.Position) {
+	if len(positions) == 0 {
+		return
+	}
+	// The chunks of a job share its key, so normally one partition.
+	first := offsets.TopicPartition{Topic: positions[0].Topic, Partition: positions[0].Partition}
+	same := make([]int64, 0, len(positions))
+	for _, pos := range positions {
+		if pos.Topic != first.Topic || pos.Partition != first.Partition {
+			same = nil
+			break
+		}
+		same = append(same, pos.Offset)
+	}
+	if same != nil {
+		p.offs.DoneAll(first, same)
+		return
+	}
 	byPartition := map[offsets.TopicPartition][]int64{}
 	for _, pos := range positions {
 		tp := offsets.TopicPartition{Topic: pos.Topic, Partition: pos.Partition}

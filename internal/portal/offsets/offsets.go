@@ -7,9 +7,7 @@ package offsets
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
-	"strings"
 	"sync"
 )
 
@@ -120,18 +118,9 @@ type TopicPartition struct {
 // String is topic/partition, for logs.
 func (tp TopicPartition) String() string { return fmt.Sprintf("%s/%d", tp.Topic, tp.Partition) }
 
-// Commit is an offset to commit for a partition.
-type Commit struct {
-	TopicPartition
-	Offset int64
-}
-
-// String is topic/partition@offset, for logs.
-func (c Commit) String() string { return fmt.Sprintf("%s@%d", c.TopicPartition, c.Offset) }
-
 // Manager tracks many partitions. It is safe for concurrent use: typically
 // one goroutine per partition calls Track, the response path calls Done and
-// a commit loop calls Committables.
+// a commit loop calls CommitState.
 type Manager struct {
 	mu    sync.RWMutex
 	parts map[TopicPartition]*lockedTracker
@@ -190,40 +179,6 @@ func (m *Manager) Done(tp TopicPartition, offset int64) bool {
 	return p.t.Done(offset)
 }
 
-// Committable returns the offset to commit for tp (see Tracker.Committable);
-// ok is false for a partition with nothing tracked.
-func (m *Manager) Committable(tp TopicPartition) (next int64, ok bool) {
-	p := m.get(tp)
-	if p == nil {
-		return 0, false
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.t.Committable()
-}
-
-// Committables returns the offset to commit of every tracked partition,
-// sorted by topic and partition.
-func (m *Manager) Committables() []Commit {
-	m.mu.RLock()
-	out := make([]Commit, 0, len(m.parts))
-	for tp, p := range m.parts {
-		p.mu.Lock()
-		if next, ok := p.t.Committable(); ok {
-			out = append(out, Commit{TopicPartition: tp, Offset: next})
-		}
-		p.mu.Unlock()
-	}
-	m.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Commit) int {
-		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
-			return c
-		}
-		return int(a.Partition) - int(b.Partition)
-	})
-	return out
-}
-
 // Pending is the number of offsets of tp tracked and not yet done.
 func (m *Manager) Pending(tp TopicPartition) int {
 	p := m.get(tp)
@@ -233,20 +188,6 @@ func (m *Manager) Pending(tp TopicPartition) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.t.Pending()
-}
-
-// TotalPending is the number of offsets tracked and not yet done over all
-// partitions.
-func (m *Manager) TotalPending() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	total := 0
-	for _, p := range m.parts {
-		p.mu.Lock()
-		total += p.t.Pending()
-		p.mu.Unlock()
-	}
-	return total
 }
 
 // Revoke forgets tp (its partition was revoked or is being reset) and
@@ -263,11 +204,4 @@ func (m *Manager) Revoke(tp TopicPartition) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.t.Pending()
-}
-
-// Reset forgets every partition.
-func (m *Manager) Reset() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.parts = make(map[TopicPartition]*lockedTracker)
 }

@@ -2,7 +2,6 @@ package offsets
 
 import (
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -236,7 +235,7 @@ func TestManager(t *testing.T) {
 	m := NewManager()
 	a := TopicPartition{"requests", 0}
 	b := TopicPartition{"requests", 1}
-	if _, ok := m.Committable(a); ok {
+	if _, _, ok := m.CommitState(a); ok {
 		t.Fatal("committable for an unknown partition")
 	}
 	if m.Done(a, 0) {
@@ -255,11 +254,14 @@ func TestManager(t *testing.T) {
 	}
 	m.Done(a, 101)
 	m.Done(b, 7)
-	if got := m.Committables(); fmt.Sprint(got) != "[requests/0@100 requests/1@8]" {
-		t.Fatalf("Committables = %v", got)
+	if na, _, _ := m.CommitState(a); na != 100 {
+		t.Fatalf("commit point of a: %d, want 100", na)
 	}
-	if m.Pending(a) != 2 || m.Pending(b) != 0 || m.TotalPending() != 2 {
-		t.Fatalf("pending %d %d total %d", m.Pending(a), m.Pending(b), m.TotalPending())
+	if nb, _, _ := m.CommitState(b); nb != 8 {
+		t.Fatalf("commit point of b: %d, want 8", nb)
+	}
+	if m.Pending(a) != 2 || m.Pending(b) != 0 {
+		t.Fatalf("pending %d %d", m.Pending(a), m.Pending(b))
 	}
 	if n := m.Revoke(a); n != 2 {
 		t.Fatalf("Revoke = %d pending, want 2", n)
@@ -271,13 +273,15 @@ func TestManager(t *testing.T) {
 	if err := m.Track(a, 100); err != nil {
 		t.Fatalf("Track after Revoke: %v", err)
 	}
-	if got, _ := m.Committable(a); got != 100 {
+	if got, _, _ := m.CommitState(a); got != 100 {
 		t.Fatalf("committable %d after reassignment", got)
 	}
-	m.Reset()
-	if len(m.Committables()) != 0 || m.TotalPending() != 0 || m.Revoke(b) != 0 {
-		t.Fatal("Reset left partitions")
-	}
+}
+
+// commit is one partition offset, in the concurrency test.
+type commit struct {
+	tp     TopicPartition
+	offset int64
 }
 
 // TestManagerConcurrent tracks from one goroutine per partition while
@@ -287,7 +291,7 @@ func TestManagerConcurrent(t *testing.T) {
 	const partitions, perPartition = 4, 5000
 	m := NewManager()
 	var wg sync.WaitGroup
-	finished := make(chan Commit, 256)
+	finished := make(chan commit, 256)
 	for p := range partitions {
 		tp := TopicPartition{"requests", int32(p)}
 		wg.Add(1)
@@ -298,29 +302,33 @@ func TestManagerConcurrent(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				finished <- Commit{tp, o}
+				finished <- commit{tp, o}
 			}
 		}()
 	}
 	var responders sync.WaitGroup
+	tps := make([]TopicPartition, partitions)
+	for p := range partitions {
+		tps[p] = TopicPartition{"requests", int32(p)}
+	}
 	for r := range 3 {
 		responders.Add(1)
 		go func() { // responders finish in scrambled order
 			defer responders.Done()
 			rng := rand.New(rand.NewPCG(uint64(r), 9))
-			var held []Commit
+			var held []commit
 			for c := range finished {
 				held = append(held, c)
 				if len(held) > 64 {
 					k := rng.IntN(len(held))
-					if !m.Done(held[k].TopicPartition, held[k].Offset) {
+					if !m.Done(held[k].tp, held[k].offset) {
 						t.Errorf("Done(%v) = false", held[k])
 					}
 					held = append(held[:k], held[k+1:]...)
 				}
 			}
 			for _, c := range held {
-				m.Done(c.TopicPartition, c.Offset)
+				m.Done(c.tp, c.offset)
 			}
 		}()
 	}
@@ -330,11 +338,15 @@ func TestManagerConcurrent(t *testing.T) {
 		defer close(committerDone)
 		last := map[TopicPartition]int64{}
 		for {
-			for _, c := range m.Committables() {
-				if c.Offset < last[c.TopicPartition] {
-					t.Errorf("%v went back from %d to %d", c.TopicPartition, last[c.TopicPartition], c.Offset)
+			for _, tp := range tps {
+				next, _, ok := m.CommitState(tp)
+				if !ok {
+					continue
 				}
-				last[c.TopicPartition] = c.Offset
+				if next < last[tp] {
+					t.Errorf("%v went back from %d to %d", tp, last[tp], next)
+				}
+				last[tp] = next
 			}
 			select {
 			case <-stop:
@@ -348,13 +360,10 @@ func TestManagerConcurrent(t *testing.T) {
 	responders.Wait()
 	close(stop)
 	<-committerDone
-	for _, c := range m.Committables() {
-		if c.Offset != perPartition {
-			t.Errorf("%v: final commit %d, want %d", c.TopicPartition, c.Offset, perPartition)
+	for _, tp := range tps {
+		if next, md, _ := m.CommitState(tp); next != perPartition || md != "" || m.Pending(tp) != 0 {
+			t.Errorf("%v: final commit %d %q with %d pending, want %d", tp, next, md, m.Pending(tp), perPartition)
 		}
-	}
-	if m.TotalPending() != 0 {
-		t.Errorf("%d pending at the end", m.TotalPending())
 	}
 }
 
