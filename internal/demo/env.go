@@ -198,6 +198,8 @@ func (e *Env) PortalConfig(requests string, maxInFlight int) config.Config {
 		TokenURL:         e.TokenURL,
 		ClientIDFile:     filepath.Join(e.dir, "client-id"),
 		ClientSecretFile: filepath.Join(e.dir, "client-secret"),
+		// The demo's token endpoint is a loopback test server.
+		AllowInsecureHTTP: true,
 	}
 	c.Concurrency.MaxInFlight = maxInFlight
 	c.Timeouts.Drain = metav1.Duration{Duration: 10 * time.Second}

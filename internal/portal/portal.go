@@ -356,14 +356,18 @@ func (p *Portal) answeredAbove(claims map[string][]int32) map[int32]map[int64]st
 		if b == nil || b.Err != sarama.ErrNoError || b.Offset < 0 {
 			continue
 		}
-		if done := offsets.DecodeMetadata(b.Offset, b.Metadata); len(done) > 0 {
-			set := make(map[int64]struct{}, len(done))
-			for _, o := range done {
+		c, err := offsets.DecodeCommit(b.Offset, b.Metadata)
+		if err != nil || len(c.Done) == 0 || c.DoneCount() > 1<<20 {
+			continue
+		}
+		set := make(map[int64]struct{}, c.DoneCount())
+		for _, r := range c.Done {
+			for o := r.First; o <= r.Last; o++ {
 				set[o] = struct{}{}
 			}
-			out[part] = set
-			p.log.Info("Skipping jobs answered before the last commit", "partition", part, "offsets", len(done))
 		}
+		out[part] = set
+		p.log.Info("Skipping jobs answered before the last commit", "partition", part, "offsets", len(set))
 	}
 	return out
 }

@@ -41,7 +41,23 @@ type Kafka struct {
 	MaxMessageBytes int   `json:"maxMessageBytes,omitempty"`
 	TLS             *TLS  `json:"tls,omitempty"`
 	SASL            *SASL `json:"sasl,omitempty"`
+	// SessionTimeout is the consumer group session timeout: how long the
+	// group waits for a silent member before giving its partitions away.
+	SessionTimeout metav1.Duration `json:"sessionTimeout,omitempty"`
+	// HeartbeatInterval is how often a member heartbeats; below a third of
+	// SessionTimeout.
+	HeartbeatInterval metav1.Duration `json:"heartbeatInterval,omitempty"`
+	// RebalanceProtocol is "cooperative" (KIP-429 incremental: only moving
+	// partitions are revoked) or "eager" (every partition revoked at each
+	// membership change; the first step of a migration from old workers).
+	RebalanceProtocol string `json:"rebalanceProtocol,omitempty"`
 }
+
+// Rebalance protocols.
+const (
+	RebalanceCooperative = "cooperative"
+	RebalanceEager       = "eager"
+)
 
 // TLS for the Kafka connection. Files are mounted from Secrets.
 type TLS struct {
@@ -63,6 +79,32 @@ type Topics struct {
 	Requests   string `json:"requests"`
 	Replies    string `json:"replies"`
 	DeadLetter string `json:"deadLetter,omitempty"`
+	// AllowedReplyTopics are topics, besides Replies, that a job may name as
+	// its reply topic.
+	AllowedReplyTopics []string `json:"allowedReplyTopics,omitempty"`
+	// AllowedReplyTopicPrefixes allow every reply topic starting with one of
+	// them.
+	AllowedReplyTopicPrefixes []string `json:"allowedReplyTopicPrefixes,omitempty"`
+}
+
+// ReplyTopicAllowed reports whether a job may be answered on topic: the
+// pipeline's replies topic, one of AllowedReplyTopics, or one starting with
+// one of AllowedReplyTopicPrefixes. The empty name means Replies.
+func (t Topics) ReplyTopicAllowed(topic string) bool {
+	if topic == "" || topic == t.Replies {
+		return true
+	}
+	for _, a := range t.AllowedReplyTopics {
+		if topic == a {
+			return true
+		}
+	}
+	for _, p := range t.AllowedReplyTopicPrefixes {
+		if strings.HasPrefix(topic, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // Upstream is the one HTTP API jobs may call.
@@ -77,6 +119,27 @@ type Upstream struct {
 	Headers           map[string]string `json:"headers,omitempty"`
 	// FollowRedirects follows redirects that stay on the BaseURL's origin.
 	FollowRedirects bool `json:"followRedirects,omitempty"`
+	// HeaderFiles are headers added to every call whose values are read
+	// from files (mounted Secrets, e.g. API keys): name -> path. They are
+	// re-read when the file changes and never logged. They win over Headers
+	// and job headers.
+	HeaderFiles map[string]string `json:"headerFiles,omitempty"`
+	// ForwardHeaders are the request-routing override headers
+	// (X-Forwarded-*, Forwarded, X-Original-URL, X-Rewrite-URL,
+	// X-HTTP-Method-Override, ...) that jobs may pass to the upstream. By
+	// default every such header is dropped.
+	ForwardHeaders []string `json:"forwardHeaders,omitempty"`
+	// RateLimit bounds the rate of upstream calls of one worker (retries
+	// included); nil means unlimited.
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+}
+
+// RateLimit is a token bucket.
+type RateLimit struct {
+	// RequestsPerSecond is the sustained rate.
+	RequestsPerSecond float64 `json:"requestsPerSecond"`
+	// Burst is the bucket size (default: max(1, ceil(RequestsPerSecond))).
+	Burst int `json:"burst,omitempty"`
 }
 
 // OAuth holds OAuth2 client-credentials settings. Credentials are read from files and
@@ -89,6 +152,9 @@ type OAuth struct {
 	EndpointParams   map[string][]string `json:"endpointParams,omitempty"`
 	// AuthStyle is "header" (HTTP basic), "params" (form body) or "" (auto-detect).
 	AuthStyle string `json:"authStyle,omitempty"`
+	// AllowInsecureHTTP permits an http:// TokenURL (the client secret then
+	// travels in clear text; for tests only).
+	AllowInsecureHTTP bool `json:"allowInsecureHTTP,omitempty"`
 }
 
 // Concurrency bounds what one replica holds.
@@ -101,7 +167,14 @@ type Concurrency struct {
 type Timeouts struct {
 	Request       metav1.Duration `json:"request"`
 	ChunkAssembly metav1.Duration `json:"chunkAssembly"`
-	Drain         metav1.Duration `json:"drain"`
+	// Drain is how long a stopping worker waits, past the request timeout,
+	// for the answers of its in-flight jobs to be acknowledged.
+	Drain metav1.Duration `json:"drain"`
+	// HandoverLease is how long the next owner of a partition waits for a
+	// job handed over with the partition before running it itself, unless
+	// the worker running it renews the lease (every third of it) or reports
+	// it answered.
+	HandoverLease metav1.Duration `json:"handoverLease,omitempty"`
 }
 
 // Retries of upstream calls.
@@ -117,12 +190,20 @@ type Retries struct {
 	// NonIdempotent also retries POST and PATCH (the Idempotency-Key header
 	// lets the upstream deduplicate).
 	NonIdempotent bool `json:"nonIdempotent,omitempty"`
+	// MaxRetryAfter caps the wait a 429 or 503 answer asks for in
+	// Retry-After; a longer wait is not retried (the answer is returned).
+	MaxRetryAfter metav1.Duration `json:"maxRetryAfter,omitempty"`
 }
 
 // Default returns a configuration with the same defaults as the CRD.
 func Default() Config {
 	return Config{
-		Kafka: Kafka{InitialOffset: "earliest", MaxMessageBytes: 900 * 1024},
+		Kafka: Kafka{
+			InitialOffset: "earliest", MaxMessageBytes: 900 * 1024,
+			SessionTimeout:    metav1.Duration{Duration: 10 * time.Second},
+			HeartbeatInterval: metav1.Duration{Duration: 3 * time.Second},
+			RebalanceProtocol: RebalanceCooperative,
+		},
 		Upstream: Upstream{
 			MaxRequestBytes:  64 << 20,
 			MaxResponseBytes: 64 << 20,
@@ -132,13 +213,15 @@ func Default() Config {
 			Request:       metav1.Duration{Duration: 15 * time.Minute},
 			ChunkAssembly: metav1.Duration{Duration: 2 * time.Minute},
 			Drain:         metav1.Duration{Duration: 60 * time.Second},
+			HandoverLease: metav1.Duration{Duration: 15 * time.Second},
 		},
 		Retries: Retries{
 			Attempts:           3,
 			Backoff:            metav1.Duration{Duration: 200 * time.Millisecond},
 			MaxBackoff:         metav1.Duration{Duration: 10 * time.Second},
-			OnStatuses:         []int{502, 503, 504},
+			OnStatuses:         []int{429, 502, 503, 504},
 			OnConnectionErrors: true,
+			MaxRetryAfter:      metav1.Duration{Duration: 60 * time.Second},
 		},
 	}
 }
@@ -187,6 +270,16 @@ func (c Config) Validate() error {
 	if c.Kafka.MaxMessageBytes < 1024 {
 		bad("kafka.maxMessageBytes", "must be at least 1024")
 	}
+	if st, hb := c.Kafka.SessionTimeout.Duration, c.Kafka.HeartbeatInterval.Duration; st < 6*time.Second || st > 5*time.Minute {
+		bad("kafka.sessionTimeout", "must be between 6s and 5m (the broker's group.min/max.session.timeout.ms defaults)")
+	} else if hb <= 0 || hb*3 > st {
+		bad("kafka.heartbeatInterval", "must be positive and at most a third of kafka.sessionTimeout (%s)", st)
+	}
+	switch c.Kafka.RebalanceProtocol {
+	case RebalanceCooperative, RebalanceEager:
+	default:
+		bad("kafka.rebalanceProtocol", "must be %s or %s, not %q", RebalanceCooperative, RebalanceEager, c.Kafka.RebalanceProtocol)
+	}
 	if s := c.Kafka.SASL; s != nil {
 		switch s.Mechanism {
 		case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
@@ -202,6 +295,16 @@ func (c Config) Validate() error {
 	}
 	if c.Topics.Replies == "" {
 		bad("topics.replies", "required")
+	}
+	for i, t := range c.Topics.AllowedReplyTopics {
+		if t == "" {
+			bad(fmt.Sprintf("topics.allowedReplyTopics[%d]", i), "must not be empty")
+		}
+	}
+	for i, t := range c.Topics.AllowedReplyTopicPrefixes {
+		if t == "" {
+			bad(fmt.Sprintf("topics.allowedReplyTopicPrefixes[%d]", i), "must not be empty (it would allow every topic)")
+		}
 	}
 	if u, err := url.Parse(c.Upstream.BaseURL); err != nil || u.Host == "" {
 		bad("upstream.baseURL", "must be an absolute URL, got %q", c.Upstream.BaseURL)
@@ -224,9 +327,19 @@ func (c Config) Validate() error {
 	if c.Upstream.MaxResponseBytes <= 0 {
 		bad("upstream.maxResponseBytes", "must be positive")
 	}
+	for name, path := range c.Upstream.HeaderFiles {
+		if path == "" {
+			bad("upstream.headerFiles["+name+"]", "path required")
+		}
+	}
+	if r := c.Upstream.RateLimit; r != nil && (r.RequestsPerSecond <= 0 || r.Burst < 0) {
+		bad("upstream.rateLimit", "requestsPerSecond must be positive and burst not negative")
+	}
 	if o := c.OAuth; o != nil {
 		if u, err := url.Parse(o.TokenURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 			bad("oauth.tokenURL", "must be an absolute http(s) URL, got %q", o.TokenURL)
+		} else if u.Scheme == "http" && !o.AllowInsecureHTTP {
+			bad("oauth.tokenURL", "http is refused unless oauth.allowInsecureHTTP is set (the client secret would travel in clear text)")
 		}
 		if o.ClientIDFile == "" || o.ClientSecretFile == "" {
 			bad("oauth", "clientIDFile and clientSecretFile are required")
@@ -245,7 +358,7 @@ func (c Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"timeouts.request": c.Timeouts.Request.Duration, "timeouts.chunkAssembly": c.Timeouts.ChunkAssembly.Duration,
-		"timeouts.drain": c.Timeouts.Drain.Duration,
+		"timeouts.drain": c.Timeouts.Drain.Duration, "timeouts.handoverLease": c.Timeouts.HandoverLease.Duration,
 	} {
 		if d <= 0 {
 			bad(name, "must be positive")
@@ -256,6 +369,9 @@ func (c Config) Validate() error {
 	}
 	if c.Retries.Backoff.Duration < 0 || c.Retries.MaxBackoff.Duration < c.Retries.Backoff.Duration {
 		bad("retries", "need 0 <= backoff <= maxBackoff")
+	}
+	if c.Retries.MaxRetryAfter.Duration < 0 {
+		bad("retries.maxRetryAfter", "must not be negative")
 	}
 	return errors.Join(errs...)
 }
