@@ -1,7 +1,6 @@
 package portal
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +31,11 @@ type Metrics struct {
 	duplicates       prometheus.Counter
 	produceErrors    prometheus.Counter
 	revokeCancelled  prometheus.Counter
+	handoverJobs     prometheus.Gauge
+	handoverRecords  *prometheus.CounterVec
+	skippedLeased    prometheus.Counter
+	reexecuted       prometheus.Counter
+	metadataDropped  prometheus.Counter
 	skippedAnswered  prometheus.Counter
 }
 
@@ -101,7 +105,27 @@ func NewMetrics() *Metrics {
 		}),
 		revokeCancelled: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "revoked_jobs_cancelled_total",
-			Help: "In-flight jobs cancelled because their partition was revoked or the drain timeout passed; the next owner re-executes them.",
+			Help: "In-flight jobs given up without an answer (stop deadline passed, or their first worker answered them after their lease lapsed); their partition's owner runs them, or has their answer.",
+		}),
+		handoverJobs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "handover_jobs",
+			Help: "Jobs of partitions this worker released that still run here under a lease.",
+		}),
+		handoverRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "handover_records_total",
+			Help: "Handover control records sent to a released partition's next owner, by op (renew, done).",
+		}, []string{"op"}),
+		skippedLeased: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "skipped_leased_total",
+			Help: "Records not executed here because their job runs on the worker that released the partition.",
+		}),
+		reexecuted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "jobs_reexecuted_total",
+			Help: "Handed-over jobs run here because their lease lapsed (their first worker died).",
+		}),
+		metadataDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "commit_metadata_dropped_offsets_total",
+			Help: "Answered or leased offsets left out of a commit's metadata for its size limit (they may run again after a hand-over).",
 		}),
 		skippedAnswered: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "skipped_answered_total",
@@ -114,6 +138,7 @@ func NewMetrics() *Metrics {
 		m.jobsReceived, m.jobsCompleted, m.inFlight, m.jobDuration, m.upstreamDuration, m.upstreamRetries,
 		m.heldBytes, m.partialJobs, m.tokenRefreshes, m.backpressure, m.uncommitted, m.deadLetters,
 		m.duplicates, m.produceErrors, m.revokeCancelled, m.skippedAnswered,
+		m.handoverJobs, m.handoverRecords, m.skippedLeased, m.reexecuted, m.metadataDropped,
 	)
 	return m
 }
@@ -146,5 +171,3 @@ func (o upstreamObserver) TokenRefreshed(ok bool) {
 	}
 	o.m.tokenRefreshes.WithLabelValues(r).Inc()
 }
-
-func partitionLabel(p int32) string { return strconv.FormatInt(int64(p), 10) }

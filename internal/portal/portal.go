@@ -4,27 +4,32 @@
 // its reply topic, and commits a request offset only once every job with a
 // chunk at or below it has had its response acknowledged by Kafka.
 //
-// Flow per message (ConsumeClaim, one goroutine per partition, never blocked
-// by upstream work):
+// Each claimed partition is a partition (partition.go): its own reader,
+// offset tracker, inherited commit state and jobs. Its handling goroutine
+// never waits for upstream work, only for an in-flight slot or assembly
+// budget (backpressure):
 //
-//	parse chunk ─▶ wait for an in-flight slot (backpressure) ─▶ assembler.Add
+//	parse chunk ─▶ wait for a slot ─▶ assembler.Add
 //	  pending   ─▶ keep consuming
-//	  complete  ─▶ goroutine: execute upstream call ─▶ produce response
-//	  rejected  ─▶ produce error response
+//	  complete  ─▶ goroutine: execute upstream call ─▶ answer (responder.go)
+//	  rejected  ─▶ error answer
 //	  duplicate ─▶ mark done (or attach to the job still in flight)
 //	unparsable ─▶ dead-letter topic (or count and skip)
 //
-// Producer acknowledgements mark the job's chunk offsets done; a background
-// loop marks the lowest committable offset per partition and sarama commits.
+// Membership changes use Kafka's cooperative protocol: only partitions that
+// move are released, and a released partition's running jobs are handed
+// over, not drained or cancelled (handover.go).
 package portal
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,17 +43,8 @@ import (
 	"kafkasend.io/kafkasend/internal/kafkaconf"
 	"kafkasend.io/kafkasend/internal/portal/assembler"
 	"kafkasend.io/kafkasend/internal/portal/config"
-	"kafkasend.io/kafkasend/internal/portal/offsets"
 	"kafkasend.io/kafkasend/internal/portal/upstream"
 	"kafkasend.io/kafkasend/pkg/wire"
-)
-
-// Dead-letter headers added to a copy of the original message.
-const (
-	HeaderDLQReason    = "ks-dlq-reason"
-	HeaderDLQTopic     = "ks-dlq-topic"
-	HeaderDLQPartition = "ks-dlq-partition"
-	HeaderDLQOffset    = "ks-dlq-offset"
 )
 
 // Options of a Portal besides its configuration.
@@ -59,8 +55,12 @@ type Options struct {
 	Transport *http.Transport
 	// CommitInterval is how often committable offsets are marked (default 1s).
 	CommitInterval time.Duration
-	// SessionTimeout of the consumer group (default 10s, Kafka's minimum is 6s).
+	// SessionTimeout overrides kafka.sessionTimeout (tests; Kafka's minimum
+	// is 6s). The heartbeat is then a third of it.
 	SessionTimeout time.Duration
+	// Instance names this worker in handover leases (default: host name
+	// and a random suffix).
+	Instance string
 	// ConfigureSarama, when set, adjusts the sarama configuration (tests).
 	ConfigureSarama func(*sarama.Config)
 }
@@ -72,22 +72,14 @@ type Portal struct {
 	metrics *Metrics
 	exec    *upstream.Executor
 	asm     *assembler.Assembler
-	offs    *offsets.Manager
 	sc      *sarama.Config
 	opts    Options
 
+	client   sarama.Client
+	admin    sarama.ClusterAdmin
 	producer sarama.AsyncProducer
 	group    sarama.ConsumerGroup
-	// admin reads the committed offsets' metadata when partitions are assigned.
-	admin sarama.ClusterAdmin
-
-	// answered holds, per partition of the current session, offsets above
-	// the committed one whose jobs were already answered (from the commit
-	// metadata): they are skipped, not run again. Written in Setup, read and
-	// shrunk by that partition's ConsumeClaim only.
-	answered map[int32]map[int64]struct{}
-	// marked is the last (offset, metadata) marked per partition.
-	marked sync.Map
+	handed   *handover
 
 	// slots bounds the jobs being executed or answered.
 	slots *semaphore.Weighted
@@ -98,40 +90,23 @@ type Portal struct {
 	firstSeen sync.Map // job ID -> time.Time of its first chunk, multi-chunk jobs only
 	routes    sync.Map // job ID -> wire.Routing from chunk 0, multi-chunk jobs only
 
-	// workCtx is the parent of every upstream call; cancelled when the drain
-	// timeout has passed on shutdown.
+	partsMu sync.Mutex
+	parts   map[*partition]struct{}
+
+	// workCtx is the parent of every upstream call; cancelled once the
+	// stop deadline has passed.
 	workCtx    context.Context
 	cancelWork context.CancelFunc
 
-	ready   atomic.Bool
-	session atomic.Pointer[sessionRef]
-	closing chan struct{}
-	wg      sync.WaitGroup // producer loops
-}
+	ready atomic.Bool
 
-type sessionRef struct{ s sarama.ConsumerGroupSession }
-
-// flight is one job from assembly to the acknowledgement of its response.
-type flight struct {
-	id        string
-	partition int32
-	started   time.Time
-	// bytes of the assembled payload to give back to the assembler.
-	bytes int64
-	// slot is true when the flight holds an in-flight slot.
-	slot   bool
-	cancel context.CancelFunc
-
-	// Guarded by Portal.mu.
-	positions []assembler.Position
-	abandoned bool
-	finished  bool
-	outcome   wire.ErrorKind
-
-	released bool
-
-	pending atomic.Int32 // response messages not yet acknowledged
-	done    chan struct{}
+	// sendMu guards the producer's input against its closing: senders hold
+	// it shared, closeProducer exclusively.
+	sendMu     sync.RWMutex
+	sendClosed bool
+	closing    chan struct{}
+	wg         sync.WaitGroup // producer loops
+	jobs       sync.WaitGroup // goroutines that may still send: calls, retries
 }
 
 // New builds a portal from its configuration; Run starts it.
@@ -145,8 +120,12 @@ func New(cfg config.Config, opts Options) (*Portal, error) {
 	if opts.CommitInterval <= 0 {
 		opts.CommitInterval = time.Second
 	}
-	if opts.SessionTimeout <= 0 {
-		opts.SessionTimeout = 10 * time.Second
+	if opts.SessionTimeout > 0 {
+		cfg.Kafka.SessionTimeout.Duration = opts.SessionTimeout
+		cfg.Kafka.HeartbeatInterval.Duration = opts.SessionTimeout / 3
+	}
+	if opts.Instance == "" {
+		opts.Instance = instanceName()
 	}
 	exec, err := upstream.New(upstream.Options{
 		Upstream: cfg.Upstream, Retries: cfg.Retries, Timeouts: cfg.Timeouts, OAuth: cfg.OAuth,
@@ -170,15 +149,33 @@ func New(cfg config.Config, opts Options) (*Portal, error) {
 		return nil, err
 	}
 	workCtx, cancelWork := context.WithCancel(context.Background())
-	return &Portal{
+	p := &Portal{
 		cfg: cfg, log: opts.Log, metrics: opts.Metrics, exec: exec, asm: asm,
-		offs: offsets.NewManager(), sc: sc, opts: opts,
+		sc: sc, opts: opts,
 		slots:    semaphore.NewWeighted(int64(cfg.Concurrency.MaxInFlight)),
 		inflight: map[string]*flight{},
+		parts:    map[*partition]struct{}{},
 		workCtx:  workCtx, cancelWork: cancelWork,
 		closing: make(chan struct{}),
-	}, nil
+	}
+	p.handed = newHandover(p, opts.Instance, cfg.Timeouts.HandoverLease.Duration)
+	return p, nil
 }
+
+// instanceName is the host (pod) name and a random suffix: a restarted pod
+// of the same name is another holder.
+func instanceName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "portal"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return host + "." + hex.EncodeToString(b[:])
+}
+
+// Instance is the name this worker holds handover leases under.
+func (p *Portal) Instance() string { return p.opts.Instance }
 
 // saramaConfig builds the consumer and idempotent producer configuration.
 func saramaConfig(cfg config.Config, opts Options) (*sarama.Config, error) {
@@ -205,6 +202,15 @@ func saramaConfig(cfg config.Config, opts Options) (*sarama.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
+	if !sc.Version.IsAtLeast(sarama.V2_4_0_0) {
+		// The cooperative protocol (KIP-429) needs Kafka 2.4's group APIs.
+		if k.Version != "" && k.RebalanceProtocol == config.RebalanceCooperative {
+			return nil, fmt.Errorf("kafka.version %s: the cooperative rebalance protocol needs at least 2.4.0", k.Version)
+		}
+		if k.Version == "" {
+			sc.Version = sarama.V2_4_0_0
+		}
+	}
 	sc.Consumer.Return.Errors = true
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	if k.InitialOffset == "latest" {
@@ -212,16 +218,31 @@ func saramaConfig(cfg config.Config, opts Options) (*sarama.Config, error) {
 	}
 	sc.Consumer.Offsets.AutoCommit.Enable = true
 	sc.Consumer.Offsets.AutoCommit.Interval = opts.CommitInterval
-	sc.Consumer.Group.Session.Timeout = opts.SessionTimeout
-	sc.Consumer.Group.Heartbeat.Interval = opts.SessionTimeout / 3
-	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
-	// Revoked partitions' jobs get the drain timeout to finish in Cleanup.
-	sc.Consumer.Group.Rebalance.Timeout = cfg.Timeouts.Drain.Duration + 10*time.Second
+	sc.Consumer.Group.Session.Timeout = k.SessionTimeout.Duration
+	sc.Consumer.Group.Heartbeat.Interval = k.HeartbeatInterval.Duration
+	// Cooperative (KIP-429): a membership change releases only the
+	// partitions that move. "eager" also offers cooperative-sticky, so that
+	// a group of older eager-only workers can be moved in two rollouts.
+	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
+	switch {
+	case !sc.Version.IsAtLeast(sarama.V2_4_0_0): // eager on a pinned old version
+		sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	case k.RebalanceProtocol == config.RebalanceEager:
+		sc.Consumer.Group.Rebalance.GroupStrategies = append(sc.Consumer.Group.Rebalance.GroupStrategies, sarama.NewBalanceStrategySticky())
+	}
+	// A released partition hands its jobs over at once: a rebalance waits
+	// only for the release itself.
+	sc.Consumer.Group.Rebalance.Timeout = 30 * time.Second
+	// A JoinGroup answer may take the whole rebalance timeout: a shorter
+	// read timeout would leave ghost members behind.
+	sc.Net.ReadTimeout = max(sc.Net.ReadTimeout, sc.Consumer.Group.Rebalance.Timeout+k.SessionTimeout.Duration+5*time.Second)
 	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
 	sc.Consumer.Fetch.Default = 1 << 20
 	// Buffered records are chunk data held twice (fetched and assembled):
 	// keep few per partition; the consumer refills faster than jobs finish.
 	sc.ChannelBufferSize = 32
+	// A job naming a missing reply topic must not create it.
+	sc.Metadata.AllowAutoTopicCreation = false
 
 	kafkaconf.ChunkProducer(sc, k.MaxMessageBytes)
 	sc.Producer.Flush.Bytes = 1 << 20
@@ -249,13 +270,23 @@ func (p *Portal) Handler() http.Handler {
 	return mux
 }
 
-// Run consumes until ctx ends, then drains: it stops fetching, lets
-// in-flight jobs finish and answer for up to the drain timeout, commits,
-// and returns. Jobs still running after the drain timeout are cancelled
-// without an answer; their offsets stay uncommitted, so the next owner of
-// their partition executes them again.
+// Run consumes until ctx ends. Then it leaves the group at once, handing
+// its partitions over with their running jobs, and keeps answering those
+// jobs until they end (each within the request timeout; all within the
+// request timeout plus the drain timeout), before it returns.
 func (p *Portal) Run(ctx context.Context) error {
 	var err error
+	p.client, err = sarama.NewClient(p.cfg.Kafka.Brokers, p.sc)
+	if err != nil {
+		return fmt.Errorf("connecting to Kafka: %w", err)
+	}
+	p.admin, err = sarama.NewClusterAdminFromClient(p.client)
+	if err != nil {
+		_ = p.client.Close()
+		return fmt.Errorf("creating admin client: %w", err)
+	}
+	defer func() { _ = p.admin.Close() }() // closes p.client too
+
 	p.producer, err = sarama.NewAsyncProducer(p.cfg.Kafka.Brokers, p.sc)
 	if err != nil {
 		return fmt.Errorf("creating producer: %w", err)
@@ -265,14 +296,13 @@ func (p *Portal) Run(ctx context.Context) error {
 	go p.producerErrors()
 	defer p.closeProducer()
 
-	p.admin, err = sarama.NewClusterAdmin(p.cfg.Kafka.Brokers, p.sc)
-	if err != nil {
-		return fmt.Errorf("creating admin client: %w", err)
-	}
-	defer func() { _ = p.admin.Close() }()
+	stopHandover := make(chan struct{})
+	handoverDone := make(chan struct{})
+	go func() { defer close(handoverDone); p.handed.run(stopHandover) }()
 
 	p.group, err = sarama.NewConsumerGroup(p.cfg.Kafka.Brokers, p.cfg.Kafka.ConsumerGroup, p.sc)
 	if err != nil {
+		close(stopHandover)
 		return fmt.Errorf("joining consumer group %s: %w", p.cfg.Kafka.ConsumerGroup, err)
 	}
 	go func() {
@@ -287,8 +317,8 @@ func (p *Portal) Run(ctx context.Context) error {
 	go wait.UntilWithContext(loops, p.expireLoop, expireInterval(p.cfg.Timeouts.ChunkAssembly.Duration))
 
 	p.log.Info("Consuming", "topic", p.cfg.Topics.Requests, "group", p.cfg.Kafka.ConsumerGroup,
-		"maxInFlight", p.cfg.Concurrency.MaxInFlight, "maxBytes", p.cfg.Concurrency.MaxBytes)
-	var runErr error
+		"maxInFlight", p.cfg.Concurrency.MaxInFlight, "maxBytes", p.cfg.Concurrency.MaxBytes,
+		"protocol", p.cfg.Kafka.RebalanceProtocol, "instance", p.opts.Instance)
 	newBackoff := func() wait.Backoff {
 		return wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 10 * time.Second}
 	}
@@ -307,198 +337,120 @@ func (p *Portal) Run(ctx context.Context) error {
 		}
 		backoff = newBackoff()
 	}
-	// Consume returned after Cleanup drained the last session.
+	// Consume returned: every partition was released and handed over.
 	p.ready.Store(false)
+	var runErr error
 	if err := p.group.Close(); err != nil {
 		runErr = fmt.Errorf("leaving consumer group: %w", err)
 	}
+	p.finishRunning()
+	close(stopHandover)
+	<-handoverDone
 	p.cancelWork()
 	p.exec.Close()
 	p.log.Info("Stopped")
 	return runErr
 }
 
+// finishRunning waits for the jobs still running here after the group was
+// left, up to the request timeout plus the drain timeout; it then gives up
+// the rest, whose leases lapse and whose next owners run them.
+func (p *Portal) finishRunning() {
+	limit := p.cfg.Timeouts.Request.Duration + p.cfg.Timeouts.Drain.Duration
+	deadline := time.Now().Add(limit)
+	for {
+		p.mu.Lock()
+		var waiting *flight
+		for _, f := range p.inflight {
+			if !f.released {
+				waiting = f
+				break
+			}
+		}
+		p.mu.Unlock()
+		if waiting == nil {
+			break
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			p.log.Info("Stop deadline passed; giving up the jobs still running (their leases lapse)", "jobs", p.handed.pending())
+			p.mu.Lock()
+			var all []*flight
+			for _, f := range p.inflight {
+				all = append(all, f)
+			}
+			p.mu.Unlock()
+			for _, f := range all {
+				p.abandon(f)
+			}
+			break
+		}
+		p.log.Info("Answering the jobs still running before stopping", "jobs", p.handed.pending(), "limit", left.Round(time.Second))
+		select {
+		case <-waiting.done:
+		case <-time.After(min(left, 10*time.Second)):
+		}
+	}
+	// Let the answers' acknowledgements arrive (they mark the jobs done).
+	p.jobs.Wait()
+}
+
 func expireInterval(assembly time.Duration) time.Duration {
 	return min(max(assembly/10, 50*time.Millisecond), time.Second)
 }
 
-func (p *Portal) closeProducer() {
-	close(p.closing)
-	p.producer.AsyncClose()
-	p.wg.Wait()
-}
-
-// Setup implements sarama.ConsumerGroupHandler.
+// Setup implements sarama.ConsumerGroupHandler: the member joined (once
+// per session; with the cooperative protocol once until it leaves).
 func (p *Portal) Setup(s sarama.ConsumerGroupSession) error {
-	p.answered = p.answeredAbove(s.Claims())
-	p.session.Store(&sessionRef{s})
 	p.ready.Store(true)
 	p.log.Info("Joined consumer group", "generation", s.GenerationID(), "memberID", s.MemberID(), "claims", s.Claims())
 	return nil
 }
 
-// answeredAbove reads, from the group's committed offsets, which offsets
-// above each commit point were already answered by a previous owner. A
-// failure to read them only means those jobs may run again.
-func (p *Portal) answeredAbove(claims map[string][]int32) map[int32]map[int64]struct{} {
-	out := map[int32]map[int64]struct{}{}
-	parts := claims[p.cfg.Topics.Requests]
-	if len(parts) == 0 {
-		return out
-	}
-	resp, err := p.admin.ListConsumerGroupOffsets(p.cfg.Kafka.ConsumerGroup, map[string][]int32{p.cfg.Topics.Requests: parts})
-	if err != nil {
-		p.log.Info("Cannot read committed offsets; answered jobs above them may run again", "error", err.Error())
-		return out
-	}
-	for _, part := range parts {
-		b := resp.GetBlock(p.cfg.Topics.Requests, part)
-		if b == nil || b.Err != sarama.ErrNoError || b.Offset < 0 {
-			continue
-		}
-		c, err := offsets.DecodeCommit(b.Offset, b.Metadata)
-		if err != nil || len(c.Done) == 0 || c.DoneCount() > 1<<20 {
-			continue
-		}
-		set := make(map[int64]struct{}, c.DoneCount())
-		for _, r := range c.Done {
-			for o := r.First; o <= r.Last; o++ {
-				set[o] = struct{}{}
-			}
-		}
-		out[part] = set
-		p.log.Info("Skipping jobs answered before the last commit", "partition", part, "offsets", len(set))
-	}
-	return out
-}
-
-// Cleanup implements sarama.ConsumerGroupHandler: the session's partitions
-// are being revoked (rebalance or shutdown). Jobs read from them get the
-// drain timeout to finish and be answered; the rest are cancelled without
-// an answer. Final offsets are committed, and partial jobs of the revoked
-// partitions are dropped: the next owner reads their chunks again.
-func (p *Portal) Cleanup(s sarama.ConsumerGroupSession) error {
-	p.ready.Store(false)
-	revoked := map[int32]bool{}
-	for _, parts := range s.Claims() {
-		for _, part := range parts {
-			revoked[part] = true
-		}
-	}
-	drain := p.cfg.Timeouts.Drain.Duration
-	deadline := time.After(drain)
-	for {
-		waiting := p.flightsOf(revoked)
-		if len(waiting) == 0 {
-			break
-		}
-		p.log.Info("Waiting for in-flight jobs of revoked partitions", "jobs", len(waiting), "drain", drain)
-		select {
-		case <-waiting[0].done:
-			continue
-		case <-deadline:
-		}
-		// The drain timeout passed: cancel what is left without an answer.
-		p.mu.Lock()
-		for _, f := range p.flightsOfLocked(revoked) {
-			f.abandoned = true
-			p.asm.Forget(f.id)
-			if f.cancel != nil {
-				f.cancel()
-			}
-			p.metrics.revokeCancelled.Inc()
-			p.log.Info("Cancelled job of a revoked partition; its next owner runs it again", "job", f.id, "partition", f.partition)
-		}
-		p.mu.Unlock()
-		break
-	}
-	p.markCommittable(s)
-	s.Commit()
-	for part := range revoked {
-		tp := offsets.TopicPartition{Topic: p.cfg.Topics.Requests, Partition: part}
-		p.offs.Revoke(tp)
-		p.asm.DropPartition(p.cfg.Topics.Requests, part)
-		p.metrics.uncommitted.DeleteLabelValues(p.cfg.Topics.Requests, partitionLabel(part))
-		p.marked.Delete(tp)
-	}
-	if p.asm.PartialJobs() == 0 {
-		// Per-job notes of partial jobs dropped above.
-		p.firstSeen.Clear()
-		p.routes.Clear()
-	}
-	if ref := p.session.Load(); ref != nil && ref.s == s {
-		p.session.CompareAndSwap(ref, nil)
-	}
+// Cleanup implements sarama.ConsumerGroupHandler. Partitions are released
+// one by one at the end of their ConsumeClaim; nothing is left to do.
+func (p *Portal) Cleanup(sarama.ConsumerGroupSession) error {
 	return nil
 }
 
-// flightsOf returns the unfinished flights read from the given partitions.
-func (p *Portal) flightsOf(parts map[int32]bool) []*flight {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.flightsOfLocked(parts)
+// ConsumeClaim implements sarama.ConsumerGroupHandler: one partition from
+// its assignment to its release.
+func (p *Portal) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	pt := p.newPartition(s, claim)
+	p.partsMu.Lock()
+	p.parts[pt] = struct{}{}
+	p.partsMu.Unlock()
+	p.log.V(1).Info("Partition claimed", "partition", pt.id, "offset", pt.start)
+
+	go pt.pump(claim)
+	pt.run()
+	pt.cancel()
+
+	p.partsMu.Lock()
+	delete(p.parts, pt)
+	p.partsMu.Unlock()
+	pt.release(s)
+	p.log.V(1).Info("Partition released", "partition", pt.id)
+	return nil
 }
 
-func (p *Portal) flightsOfLocked(parts map[int32]bool) []*flight {
-	var out []*flight
-	for _, f := range p.inflight {
-		if parts[f.partition] && !f.finished && !f.abandoned {
-			out = append(out, f)
-		}
+// claimed returns the partitions claimed now.
+func (p *Portal) claimed() []*partition {
+	p.partsMu.Lock()
+	defer p.partsMu.Unlock()
+	out := make([]*partition, 0, len(p.parts))
+	for pt := range p.parts {
+		out = append(out, pt)
 	}
 	return out
 }
 
-// ConsumeClaim implements sarama.ConsumerGroupHandler. It never waits for
-// upstream work: only for an in-flight slot or assembly budget, which is the
-// backpressure that pauses this partition while the group session lives on.
-func (p *Portal) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	ctx := s.Context()
-	tp := offsets.TopicPartition{Topic: claim.Topic(), Partition: claim.Partition()}
-	answered := p.answered[claim.Partition()]
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m, ok := <-claim.Messages():
-			if !ok {
-				return nil
-			}
-			if err := p.offs.Track(tp, m.Offset); err != nil {
-				p.log.Error(err, "Tracking offset", "partition", m.Partition, "offset", m.Offset)
-			}
-			if _, ok := answered[m.Offset]; ok {
-				delete(answered, m.Offset)
-				p.offs.Done(tp, m.Offset)
-				p.metrics.skippedAnswered.Inc()
-				continue
-			}
-			if err := p.handle(ctx, m); err != nil {
-				// Only a revoked session ends handling early; the message
-				// is read again by the partition's next owner. Returning the
-				// error would only log a context cancellation per partition.
-				return nil //nolint:nilerr // see above
-			}
-		}
-	}
-}
-
-// handle takes one request-topic message. It returns an error only when ctx
-// ended while waiting for room.
-func (p *Portal) handle(ctx context.Context, m *sarama.ConsumerMessage) error {
-	pos := assembler.Position{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
-	c, err := wire.ParseChunk(m.Key, m.Headers, m.Value)
-	if err == nil && c.Type != wire.TypeRequest {
-		err = fmt.Errorf("a %s chunk on the requests topic", c.Type)
-	}
-	if err != nil {
-		p.deadLetter(m, err)
-		return nil
-	}
-
+// handleChunk takes one request chunk of a partition. It returns an error
+// only when the partition was released while waiting for room.
+func (p *Portal) handleChunk(pt *partition, c wire.Chunk, pos position) error {
 	if !p.slots.TryAcquire(1) {
 		start := time.Now()
-		if err := p.slots.Acquire(ctx, 1); err != nil {
+		if err := p.slots.Acquire(pt.ctx, 1); err != nil {
 			return err
 		}
 		p.metrics.backpressure.Add(time.Since(start).Seconds())
@@ -510,7 +462,7 @@ func (p *Portal) handle(ctx context.Context, m *sarama.ConsumerMessage) error {
 			p.routes.Store(c.JobID, r)
 		}
 	}
-	res, err := p.asm.Add(ctx, c, pos)
+	res, err := p.asm.Add(pt.ctx, c, pos)
 	if err != nil {
 		p.slots.Release(1)
 		return err
@@ -522,7 +474,7 @@ func (p *Portal) handle(ctx context.Context, m *sarama.ConsumerMessage) error {
 	case assembler.Duplicate:
 		p.slots.Release(1)
 		p.metrics.duplicates.Inc()
-		p.duplicate(res, pos)
+		p.duplicate(pt, res, pos)
 	case assembler.Rejected:
 		p.metrics.jobsReceived.Inc()
 		var route wire.Routing
@@ -531,26 +483,49 @@ func (p *Portal) handle(ctx context.Context, m *sarama.ConsumerMessage) error {
 		} else {
 			route = p.routeOf(res.JobID) // stored from chunk 0, if it came
 		}
-		f := p.startFlight(res, m.Partition, 0)
-		p.respond(f, errorResponse(res.JobID, res.Kind, res.Err), route.ReplyTopic, route.ReplyPartition)
+		f := p.startFlight(pt, res, 0, "")
+		p.answerError(f, res.Kind, res.Err, route)
 	case assembler.Complete:
 		p.metrics.jobsReceived.Inc()
 		if len(res.Positions) > 1 {
 			p.routes.Delete(res.JobID) // not needed: the whole payload is here
 		}
-		f := p.startFlight(res, m.Partition, int64(len(res.Payload)))
-		req, err := wire.DecodeRequest(res.Payload)
-		if err != nil {
-			route := peekRouting(res.Payload)
-			p.respond(f, errorResponse(res.JobID, wire.KindOf(err), err), route.ReplyTopic, route.ReplyPartition)
-			return nil
-		}
-		req.ID = res.JobID // the job ID travels as the record key
-		callCtx, cancel := context.WithCancel(p.workCtx)
-		f.cancel = cancel
-		go p.execute(callCtx, f, req)
+		p.startJob(pt, res, "")
 	}
 	return nil
+}
+
+// startJob executes an assembled job; it holds a slot. leasedFrom names
+// the worker that ran it before, for a job run after its lease lapsed.
+func (p *Portal) startJob(pt *partition, res assembler.Result, leasedFrom string) {
+	if res.Outcome != assembler.Complete {
+		// A parked copy that could not be assembled: answer it with its error.
+		f := p.startFlight(pt, res, 0, leasedFrom)
+		p.answerError(f, res.Kind, res.Err, p.routeOf(res.JobID))
+		return
+	}
+	f := p.startFlight(pt, res, int64(len(res.Payload)), leasedFrom)
+	req, err := wire.DecodeRequest(res.Payload)
+	if err != nil {
+		p.answerError(f, wire.KindOf(err), err, peekRouting(res.Payload))
+		return
+	}
+	req.ID = res.JobID // the job ID travels as the record key
+	route := wire.Routing{ReplyTopic: req.ReplyTopic, ReplyPartition: req.ReplyPartition}
+	if err := p.checkReplyTarget(route); err != nil {
+		p.refuseReplyTarget(f, route, err)
+		return
+	}
+	callCtx, cancel := context.WithCancel(p.workCtx)
+	p.mu.Lock()
+	f.cancel = cancel
+	f.route = route
+	p.mu.Unlock()
+	p.jobs.Add(1)
+	go func() {
+		defer p.jobs.Done()
+		p.execute(callCtx, f, req)
+	}()
 }
 
 // defaultRoute sends an answer to topics.replies, placed by the job ID.
@@ -573,40 +548,8 @@ func peekRouting(data []byte) wire.Routing {
 	return defaultRoute
 }
 
-func errorResponse(id string, kind wire.ErrorKind, err error) *wire.Response {
-	if kind == wire.ErrorNone {
-		kind = wire.ErrorInternal
-	}
-	return &wire.Response{ID: id, ErrorKind: kind, ErrorMessage: err.Error()}
-}
-
-// startFlight registers a job that will be answered. It holds a slot.
-func (p *Portal) startFlight(res assembler.Result, partition int32, bytes int64) *flight {
-	started := time.Now()
-	if len(res.Positions) > 1 { // only multi-chunk jobs have a first-seen time
-		if t, ok := p.firstSeen.LoadAndDelete(res.JobID); ok {
-			started = t.(time.Time)
-		}
-	}
-	f := &flight{
-		id: res.JobID, partition: partition, started: started, bytes: bytes, slot: true,
-		positions: res.Positions, done: make(chan struct{}),
-	}
-	p.mu.Lock()
-	if old := p.inflight[f.id]; old != nil && !old.finished {
-		// The same job ID is in flight already (a requester reused an ID
-		// after the recent-jobs memory forgot it): keep both answers apart.
-		p.log.Info("Job ID already in flight; executing the new copy too", "job", f.id)
-	}
-	p.inflight[f.id] = f
-	p.mu.Unlock()
-	p.metrics.inFlight.Inc()
-	return f
-}
-
 // duplicate handles a chunk that needs no answer of its own.
-func (p *Portal) duplicate(res assembler.Result, pos assembler.Position) {
-	tp := offsets.TopicPartition{Topic: pos.Topic, Partition: pos.Partition}
+func (p *Portal) duplicate(pt *partition, res assembler.Result, pos position) {
 	if res.Finished {
 		p.mu.Lock()
 		if f := p.inflight[res.JobID]; f != nil && !f.finished && !f.abandoned {
@@ -617,268 +560,19 @@ func (p *Portal) duplicate(res assembler.Result, pos assembler.Position) {
 		}
 		p.mu.Unlock()
 	}
-	p.offs.Done(tp, pos.Offset)
+	pt.doneAll([]position{pos})
 }
 
-// execute runs one upstream call and answers the job.
-func (p *Portal) execute(ctx context.Context, f *flight, req *wire.Request) {
-	resp := p.exec.Do(ctx, req)
-	topic, partition := req.ReplyTopic, req.ReplyPartition
-	// The request payload is no longer used (nothing references it past
-	// this point): give its bytes back to the budget now rather than when
-	// the response is acknowledged.
-	p.releaseBytes(f)
-	p.mu.Lock()
-	abandoned := f.abandoned
-	p.mu.Unlock()
-	if abandoned {
-		p.release(f)
-		return
-	}
-	p.respond(f, resp, topic, partition)
-}
-
-// releaseBytes gives a flight's assembled payload bytes back to the budget.
-func (p *Portal) releaseBytes(f *flight) {
-	p.mu.Lock()
-	n := f.bytes
-	f.bytes = 0
-	p.mu.Unlock()
-	if n > 0 {
-		if err := p.asm.Release(n); err != nil {
-			p.log.Error(err, "Releasing assembly bytes", "job", f.id)
-		}
-	}
-}
-
-// respond produces the job's response; acknowledgements finish the flight.
-func (p *Portal) respond(f *flight, resp *wire.Response, topic string, partition int32) {
-	if topic == "" {
-		topic = p.cfg.Topics.Replies
-	}
-	f.outcome = resp.ErrorKind
-	msgs, err := wire.ResponseMessages(topic, partition, resp, p.cfg.Kafka.MaxMessageBytes)
-	if err != nil {
-		// The upstream's answer cannot be framed (e.g. an invalid header):
-		// answer with an error instead, which always can.
-		p.log.Error(err, "Encoding response", "job", f.id)
-		f.outcome = wire.ErrorInternal
-		msgs, err = wire.ResponseMessages(topic, partition, errorResponse(f.id, wire.ErrorInternal, err), p.cfg.Kafka.MaxMessageBytes)
-		if err != nil {
-			p.log.Error(err, "Encoding error response; the job stays unanswered until redelivered", "job", f.id)
-			p.release(f)
-			return
-		}
-	}
-	f.pending.Store(int32(len(msgs)))
-	for _, m := range msgs {
-		m.Metadata = f
-		if !p.send(m) {
-			return
-		}
-	}
-}
-
-// send hands a message to the producer unless the portal is closing.
-func (p *Portal) send(m *sarama.ProducerMessage) bool {
-	select {
-	case p.producer.Input() <- m:
-		return true
-	case <-p.closing:
-		return false
-	}
-}
-
-// successes finishes flights and dead letters as Kafka acknowledges them.
-func (p *Portal) successes() {
-	defer p.wg.Done()
-	for m := range p.producer.Successes() {
-		switch md := m.Metadata.(type) {
-		case *flight:
-			if md.pending.Add(-1) == 0 {
-				p.finish(md)
-			}
-		case assembler.Position:
-			p.offs.Done(offsets.TopicPartition{Topic: md.Topic, Partition: md.Partition}, md.Offset)
-		}
-	}
-}
-
-// producerErrors retries failed messages with backoff until they are
-// acknowledged or the portal closes; the job's offsets stay uncommitted
-// meanwhile, so nothing is lost if the process dies.
-func (p *Portal) producerErrors() {
-	defer p.wg.Done()
-	backoff := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 5 * time.Second}
-	for pe := range p.producer.Errors() {
-		p.metrics.produceErrors.Inc()
-		p.log.Error(pe.Err, "Producing failed; retrying", "topic", pe.Msg.Topic)
-		m := &sarama.ProducerMessage{
-			Topic: pe.Msg.Topic, Partition: pe.Msg.Partition, Key: pe.Msg.Key, Value: pe.Msg.Value,
-			Headers: pe.Msg.Headers, Metadata: pe.Msg.Metadata,
-		}
-		d := backoff.Step()
-		go func() {
-			select {
-			case <-time.After(d):
-				p.send(m)
-			case <-p.closing:
-			}
-		}()
-	}
-}
-
-// finish marks a job's offsets done once its response is acknowledged.
-func (p *Portal) finish(f *flight) {
-	p.mu.Lock()
-	if f.finished {
-		p.mu.Unlock()
-		return
-	}
-	f.finished = true
-	positions := f.positions
-	abandoned := f.abandoned
-	if p.inflight[f.id] == f {
-		delete(p.inflight, f.id)
-	}
-	p.mu.Unlock()
-	if !abandoned {
-		p.doneAll(positions)
-	}
-	p.metrics.jobsCompleted.WithLabelValues(outcome(f.outcome)).Inc()
-	p.metrics.jobDuration.Observe(time.Since(f.started).Seconds())
-	p.release(f)
-}
-
-// doneAll marks a job's chunk offsets done, each partition's at once, so
-// that no commit records some chunks of the job as answered and not others.
-func (p *Portal) doneAll(positions []assembler.Position) {
-	if len(positions) == 0 {
-		return
-	}
-	// The chunks of a job share its key, so normally one partition.
-	first := offsets.TopicPartition{Topic: positions[0].Topic, Partition: positions[0].Partition}
-	same := make([]int64, 0, len(positions))
-	for _, pos := range positions {
-		if pos.Topic != first.Topic || pos.Partition != first.Partition {
-			same = nil
-			break
-		}
-		same = append(same, pos.Offset)
-	}
-	if same != nil {
-		p.offs.DoneAll(first, same)
-		return
-	}
-	byPartition := map[offsets.TopicPartition][]int64{}
-	for _, pos := range positions {
-		tp := offsets.TopicPartition{Topic: pos.Topic, Partition: pos.Partition}
-		byPartition[tp] = append(byPartition[tp], pos.Offset)
-	}
-	for tp, offs := range byPartition {
-		p.offs.DoneAll(tp, offs)
-	}
-}
-
-// release frees a flight's slot and bytes, once.
-func (p *Portal) release(f *flight) {
-	p.mu.Lock()
-	f.finished = true
-	if p.inflight[f.id] == f {
-		delete(p.inflight, f.id)
-	}
-	first := !f.released
-	f.released = true
-	slot, bytes := f.slot, f.bytes
-	f.slot, f.bytes = false, 0
-	p.mu.Unlock()
-	if !first {
-		return
-	}
-	if f.cancel != nil {
-		f.cancel()
-	}
-	if bytes > 0 {
-		if err := p.asm.Release(bytes); err != nil {
-			p.log.Error(err, "Releasing assembly bytes", "job", f.id)
-		}
-	}
-	if slot {
-		p.slots.Release(1)
-	}
-	p.metrics.inFlight.Dec()
-	close(f.done)
-}
-
-// deadLetter sends a message that cannot be tied to a job to the
-// dead-letter topic, or counts and skips it when none is configured.
-func (p *Portal) deadLetter(m *sarama.ConsumerMessage, cause error) {
-	reason := string(wire.KindOf(cause))
-	if reason == "" {
-		reason = string(wire.ErrorMalformed)
-	}
-	p.metrics.deadLetters.WithLabelValues(reason).Inc()
-	pos := assembler.Position{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
-	p.log.Info("Message cannot be tied to a job", "partition", m.Partition, "offset", m.Offset, "reason", cause.Error(),
-		"deadLetterTopic", p.cfg.Topics.DeadLetter)
-	if p.cfg.Topics.DeadLetter == "" {
-		p.offs.Done(offsets.TopicPartition{Topic: m.Topic, Partition: m.Partition}, m.Offset)
-		return
-	}
-	headers := make([]sarama.RecordHeader, 0, len(m.Headers)+4)
-	for _, h := range m.Headers {
-		if h != nil {
-			headers = append(headers, *h)
-		}
-	}
-	headers = append(headers,
-		sarama.RecordHeader{Key: []byte(HeaderDLQReason), Value: []byte(cause.Error())},
-		sarama.RecordHeader{Key: []byte(HeaderDLQTopic), Value: []byte(m.Topic)},
-		sarama.RecordHeader{Key: []byte(HeaderDLQPartition), Value: []byte(strconv.Itoa(int(m.Partition)))},
-		sarama.RecordHeader{Key: []byte(HeaderDLQOffset), Value: []byte(strconv.FormatInt(m.Offset, 10))},
-	)
-	msg := &sarama.ProducerMessage{Topic: p.cfg.Topics.DeadLetter, Partition: wire.NoPartition, Headers: headers, Metadata: pos}
-	if m.Key != nil {
-		msg.Key = sarama.ByteEncoder(m.Key)
-	}
-	if m.Value != nil {
-		msg.Value = sarama.ByteEncoder(m.Value)
-	}
-	p.send(msg)
-}
-
-// commitLoop marks each claimed partition's committable offset; sarama's
-// auto-commit sends them.
+// commitLoop marks each claimed partition's commit state; sarama's
+// auto-commit sends it.
 func (p *Portal) commitLoop(context.Context) {
-	if ref := p.session.Load(); ref != nil {
-		p.markCommittable(ref.s)
+	for _, pt := range p.claimed() {
+		if s := pt.session(); s != nil {
+			pt.markCommit(s)
+		}
 	}
 	p.metrics.heldBytes.Set(float64(p.asm.HeldBytes()))
 	p.metrics.partialJobs.Set(float64(p.asm.PartialJobs()))
-}
-
-func (p *Portal) markCommittable(s sarama.ConsumerGroupSession) {
-	type mark struct {
-		next int64
-		md   string
-	}
-	for topic, parts := range s.Claims() {
-		for _, part := range parts {
-			tp := offsets.TopicPartition{Topic: topic, Partition: part}
-			if next, md, ok := p.offs.CommitState(tp); ok {
-				m := mark{next, md}
-				if last, seen := p.marked.Load(tp); !seen || last.(mark) != m {
-					// MarkOffset moves the commit point forward; ResetOffset
-					// at the same offset replaces the metadata (the list of
-					// answered offsets above it grows while the point stays).
-					s.MarkOffset(topic, part, next, md)
-					s.ResetOffset(topic, part, next, md)
-					p.marked.Store(tp, m)
-				}
-			}
-			p.metrics.uncommitted.WithLabelValues(topic, partitionLabel(part)).Set(float64(p.offs.Pending(tp)))
-		}
-	}
 }
 
 // expireLoop answers partial jobs that outlived the assembly timeout.
@@ -888,15 +582,31 @@ func (p *Portal) expireLoop(context.Context) {
 		if len(res.Positions) == 0 {
 			continue
 		}
+		pt := p.partitionOf(res.Positions[0])
+		if pt == nil {
+			continue // released meanwhile: the next owner reads the chunks again
+		}
 		p.metrics.jobsReceived.Inc()
 		// Expired jobs take a slot without waiting: answering them frees
 		// their offsets and makes no upstream call.
 		slot := p.slots.TryAcquire(1)
 		route := p.routeOf(res.JobID)
-		f := p.startFlight(res, res.Positions[0].Partition, 0)
+		f := p.startFlight(pt, res, 0, "")
 		f.slot = slot
-		p.respond(f, errorResponse(res.JobID, wire.ErrorIncomplete, res.Err), route.ReplyTopic, route.ReplyPartition)
+		p.answerError(f, wire.ErrorIncomplete, res.Err, route)
 	}
+}
+
+// partitionOf returns the claimed partition a position was read from.
+func (p *Portal) partitionOf(pos position) *partition {
+	p.partsMu.Lock()
+	defer p.partsMu.Unlock()
+	for pt := range p.parts {
+		if pt.id == pos.Partition && pt.topic == pos.Topic {
+			return pt
+		}
+	}
+	return nil
 }
 
 // Serve runs the health and metrics server on addr until ctx ends.

@@ -279,6 +279,8 @@ func TestBadInputGetsPreciseAnswers(t *testing.T) {
 	e := newEnv(t, 0, 0, func(c *config.Config) {
 		c.Upstream.MaxRequestBytes = 1 << 20
 		c.Kafka.MaxMessageBytes = 64 << 10
+		// The alternative reply topic below is named after the test.
+		c.Topics.AllowedReplyTopicPrefixes = []string{"TestBadInputGetsPreciseAnswers-"}
 	})
 	e.start(t)
 	body := make([]byte, 200<<10) // 4 chunks of at most 64 KiB
