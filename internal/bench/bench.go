@@ -37,6 +37,7 @@ const (
 	ScenarioThroughput  = "throughput"
 	ScenarioOverhead    = "overhead"
 	ScenarioLarge       = "large"
+	ScenarioRebalance   = "rebalance"
 )
 
 // Options of one bench run; zero values mean the scenario's default.
@@ -64,6 +65,10 @@ type Options struct {
 	Partitions int
 	// PortalBin is the portal binary; empty means build ./cmd/portal.
 	PortalBin string
+	// Variant of the rebalance scenario: timeline, kill or rollout.
+	Variant string
+	// Step between membership changes (rebalance).
+	Step time.Duration
 	// Progress goes here (stderr).
 	Progress io.Writer
 }
@@ -79,6 +84,11 @@ Kafka, and measures it. Scenarios:
                relay of the same messages (the ceiling for any portal)
   overhead     a steady 200 jobs/s against a 10 ms upstream: latency added
   large        one 256 MiB request echoed back: MB/s and portal peak RSS
+  rebalance    30 slow (90 s) jobs and 20 fast jobs/s while workers join and
+               leave one group (1→2→3→2→1, one change every 30 s); --variant
+               kill adds a kill -9 of the worker holding handed-over jobs,
+               rollout restarts three workers one by one: re-executions,
+               cancellations, fast-job p95 per 5-s bucket, longest gap
 
 Prints a table; with --json a JSON object as the last line. Exits 1 when a
 job is lost, answered twice or answered with an error.
@@ -150,6 +160,9 @@ func parseArgs(args []string, stdout, stderr io.Writer) (Options, int) {
 	fs.IntVar(&o.BodyBytes, "body-bytes", 0, "request body bytes, echoed by the upstream (default: throughput 1024, large 268435456, others 256)")
 	fs.IntVar(&o.Partitions, "partitions", 4, "partitions of the bench topics")
 	fs.StringVar(&o.PortalBin, "portal-bin", "", "portal binary (default: go build ./cmd/portal into a temporary directory)")
+	fs.StringVar(&o.Variant, "variant", "", "rebalance: timeline (default), kill or rollout")
+	var stepS float64
+	fs.Float64Var(&stepS, "step-s", 30, "rebalance: seconds between membership changes")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, ExitOK
@@ -165,7 +178,7 @@ func parseArgs(args []string, stdout, stderr io.Writer) (Options, int) {
 		return bad("unexpected arguments %q", fs.Args())
 	}
 	switch o.Scenario {
-	case ScenarioMixed, ScenarioConcurrency, ScenarioThroughput, ScenarioOverhead, ScenarioLarge:
+	case ScenarioMixed, ScenarioConcurrency, ScenarioThroughput, ScenarioOverhead, ScenarioLarge, ScenarioRebalance:
 	case "":
 		return bad("--scenario is required")
 	default:
@@ -185,6 +198,27 @@ func parseArgs(args []string, stdout, stderr io.Writer) (Options, int) {
 	if slowMs < 0 || fastMs < 0 || o.Jobs < 0 || o.BodyBytes < 0 || o.MaxInFlight < 1 || o.Partitions < 1 {
 		return bad("counts, sizes and latencies must not be negative; --max-in-flight and --partitions at least 1")
 	}
+	if o.Scenario == ScenarioRebalance {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, v := range map[string]*int{"slow": &o.Slow, "slow-ms": &slowMs, "partitions": &o.Partitions} {
+			if !set[name] {
+				*v = map[string]int{"slow": 30, "slow-ms": 90000, "partitions": 6}[name]
+			}
+		}
+		if !set["rate"] {
+			o.Rate = 20
+		}
+		switch o.Variant {
+		case "", RebalanceTimeline, RebalanceKill, RebalanceRollout:
+		default:
+			return bad("unknown --variant %q", o.Variant)
+		}
+		if stepS <= 0 {
+			return bad("--step-s must be positive")
+		}
+	}
+	o.Step = time.Duration(stepS * float64(time.Second))
 	o.SlowDelay = time.Duration(slowMs) * time.Millisecond
 	o.FastDelay = time.Duration(fastMs) * time.Millisecond
 	if delayMs >= 0 {
@@ -281,6 +315,8 @@ func Run(ctx context.Context, o Options) (Outcome, error) {
 		return runOverhead(ctx, e, c)
 	case ScenarioLarge:
 		return runLarge(ctx, e, c)
+	case ScenarioRebalance:
+		return runRebalance(ctx, e, c)
 	}
 	return Outcome{}, fmt.Errorf("unknown scenario %q", o.Scenario)
 }

@@ -36,7 +36,35 @@ type upstream struct {
 
 	mu      sync.Mutex
 	handled map[string]time.Duration
-	done    chan struct{}
+	// Per job ID: executions started (with their times) and cancelled.
+	starts    map[string][]time.Time
+	cancelled map[string]int
+	done      chan struct{}
+}
+
+// resetExecutions forgets the executions counted so far.
+func (u *upstream) resetExecutions() {
+	u.mu.Lock()
+	u.starts, u.cancelled = map[string][]time.Time{}, map[string]int{}
+	u.mu.Unlock()
+}
+
+// executions returns, per job ID, how many calls started, how many were
+// cancelled before the upstream answered, and when each started.
+func (u *upstream) executions() (execs, cancels map[string]int, starts map[string][]time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	execs = make(map[string]int, len(u.starts))
+	starts = make(map[string][]time.Time, len(u.starts))
+	for id, ts := range u.starts {
+		execs[id] = len(ts)
+		starts[id] = append([]time.Time(nil), ts...)
+	}
+	cancels = make(map[string]int, len(u.cancelled))
+	for id, n := range u.cancelled {
+		cancels[id] = n
+	}
+	return execs, cancels, starts
 }
 
 // startUpstream listens on 127.0.0.1 and serves until close.
@@ -46,6 +74,7 @@ func startUpstream() (*upstream, error) {
 		return nil, fmt.Errorf("listening for the upstream: %w", err)
 	}
 	u := &upstream{ln: ln, url: "http://" + ln.Addr().String(), handled: map[string]time.Duration{}, done: make(chan struct{})}
+	u.resetExecutions()
 	u.srv = &http.Server{Handler: u, ReadHeaderTimeout: 30 * time.Second}
 	go func() {
 		defer close(u.done)
@@ -76,17 +105,28 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	id := r.Header.Get("Idempotency-Key")
+	if id != "" {
+		u.mu.Lock()
+		u.starts[id] = append(u.starts[id], start)
+		u.mu.Unlock()
+	}
 	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
 	select {
 	case <-t.C:
 	case <-r.Context().Done():
 		t.Stop()
+		if id != "" {
+			u.mu.Lock()
+			u.cancelled[id]++
+			u.mu.Unlock()
+		}
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	_, _ = w.Write(body)
-	if id := r.Header.Get("Idempotency-Key"); id != "" {
+	if id != "" {
 		elapsed := time.Since(start)
 		u.mu.Lock()
 		u.handled[id] = elapsed

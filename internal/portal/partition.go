@@ -57,6 +57,8 @@ type partition struct {
 	parked map[int64]*parkedJob
 	// flights are jobs of this partition executing or being answered here.
 	flights map[*flight]struct{}
+	// lapsed are jobs run here after their lease lapsed, by offset.
+	lapsed map[int64]*flight
 	marked  mark
 }
 
@@ -93,7 +95,7 @@ func (p *Portal) newPartition(s sarama.ConsumerGroupSession, claim sarama.Consum
 		p: p, sess: s, topic: claim.Topic(), id: claim.Partition(), label: strconv.Itoa(int(claim.Partition())),
 		ctx: ctx, cancel: cancel, qwake: make(chan struct{}, 1),
 		start: claim.InitialOffset(), leases: map[int64]*lease{}, parked: map[int64]*parkedJob{},
-		flights: map[*flight]struct{}{},
+		flights: map[*flight]struct{}{}, lapsed: map[int64]*flight{},
 	}
 	pt.lastRead = pt.start - 1
 	pt.inherit()
@@ -122,20 +124,30 @@ func (pt *partition) inherit() {
 	if b.Offset != pt.start && pt.start >= 0 {
 		p.log.Info("Committed offset moved while claiming", "partition", pt.id, "committed", b.Offset, "claimed", pt.start)
 	}
-	pt.inheritedDone = c.Done
-	for _, l := range c.Leases {
-		ls := &lease{holder: l.Holder, expires: l.Expires}
-		for _, r := range l.Offsets {
-			for o := r.First; o <= r.Last && len(pt.leases) < 1<<16; o++ {
-				pt.leases[o] = ls
-			}
-		}
-	}
+	pt.adopt(c)
 	if !c.Empty() {
 		p.log.Info("Claimed partition with jobs answered or running elsewhere", "partition", pt.id, "commit", b.Offset,
 			"answered", c.DoneCount(), "leased", c.LeasedCount())
 	}
 }
+
+// adopt takes over what an earlier owner committed.
+func (pt *partition) adopt(c offsets.Commit) {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	pt.inheritedDone = c.Done
+	for _, l := range c.Leases {
+		ls := &lease{holder: l.Holder, expires: l.Expires}
+		for _, r := range l.Offsets {
+			for o := r.First; o <= r.Last && len(pt.leases) < maxLeasedOffsets; o++ {
+				pt.leases[o] = ls
+			}
+		}
+	}
+}
+
+// maxLeasedOffsets bounds the leased offsets a partition keeps.
+const maxLeasedOffsets = 1 << 16
 
 // pump moves records from the claim to the queue until the claim's
 // channel closes (the partition was released), then ends the partition's
@@ -305,27 +317,28 @@ func (pt *partition) control(m *sarama.ConsumerMessage) {
 	for _, r := range ranges {
 		for o := r.First; o <= r.Last; o++ {
 			l := pt.leases[o]
+			known := l != nil && l.holder == c.Holder
 			switch c.Op {
 			case opRenew:
-				if l != nil && l.holder == c.Holder {
+				if known {
 					l.expires = time.UnixMilli(c.Expires)
 				}
 			case opDone:
-				if l != nil && l.holder == c.Holder {
+				if known {
 					delete(pt.leases, o)
 				}
-				if j := pt.parked[o]; j != nil {
+				if j := pt.parked[o]; j != nil && j.lease.holder == c.Holder {
 					delete(pt.parked, o)
 					release = append(release, j)
 				}
-				// A job run here after its lease lapsed whose holder answered
-				// it after all: stop it, it needs no second answer.
-				for f := range pt.flights {
-					if f.leasedFrom != "" && f.leasedFrom == c.Holder && f.hasOffset(o) {
-						cancel = append(cancel, f)
-					}
+				// A job run here after its lease lapsed, which its holder
+				// answered after all: stop it, it needs no second answer.
+				if f := pt.lapsed[o]; f != nil && f.leasedFrom == c.Holder {
+					delete(pt.lapsed, o)
+					cancel = append(cancel, f)
+					known = true
 				}
-				if l != nil {
+				if known {
 					pt.tracker.Done(o)
 				}
 			}
@@ -362,7 +375,7 @@ func (pt *partition) checkLeases() {
 	if len(due) == 0 || pt.queued() > 0 {
 		return
 	}
-	newest, err := p.client.GetOffset(pt.topic, pt.id, sarama.OffsetNewest)
+	newest, err := p.newestOffset(pt.topic, pt.id)
 	pt.mu.Lock()
 	caughtUp := err == nil && newest <= pt.lastRead+1
 	pt.mu.Unlock()
@@ -388,7 +401,13 @@ func (pt *partition) checkLeases() {
 		p.metrics.reexecuted.Inc()
 		p.log.Info("Running a handed-over job: its lease lapsed", "job", j.res.JobID, "holder", j.lease.holder,
 			"expired", j.lease.expires.Format(time.RFC3339Nano))
-		p.startJob(pt, j.res, j.lease.holder)
+		if f := p.runLapsed(pt, j.res, j.lease.holder); f != nil {
+			pt.mu.Lock()
+			for _, pos := range j.res.Positions {
+				pt.lapsed[pos.Offset] = f
+			}
+			pt.mu.Unlock()
+		}
 	}
 }
 
@@ -421,6 +440,13 @@ func (pt *partition) complete(f *flight, answered bool) {
 	pt.mu.Lock()
 	if !pt.released {
 		delete(pt.flights, f)
+		if f.leasedFrom != "" {
+			for o, lf := range pt.lapsed {
+				if lf == f {
+					delete(pt.lapsed, o)
+				}
+			}
+		}
 		if answered {
 			for _, pos := range f.positions {
 				if pos.Partition == pt.id {
@@ -449,9 +475,16 @@ func (pt *partition) commitState(extra ...offsets.Lease) (mark, bool) {
 	}
 	c := offsets.Commit{Done: pt.tracker.DoneRanges(4096)}
 	for _, r := range pt.inheritedDone {
-		if r.Last > pt.lastRead {
-			c.Done = append(c.Done, offsets.Range{First: max(r.First, pt.lastRead+1), Last: r.Last})
+		if r.Last <= pt.lastRead {
+			continue
 		}
+		r.First = max(r.First, pt.lastRead+1)
+		if r.First == next {
+			// Answered and not read yet: the commit point may pass it.
+			next = r.Last + 1
+			continue
+		}
+		c.Done = append(c.Done, r)
 	}
 	byHolder := map[*lease][]int64{}
 	var order []*lease

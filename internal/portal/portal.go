@@ -93,6 +93,11 @@ type Portal struct {
 	partsMu sync.Mutex
 	parts   map[*partition]struct{}
 
+	// newestOffset returns a partition's log end (client.GetOffset; tests
+	// replace it), runLapsed starts a job whose lease lapsed (startJob).
+	newestOffset func(topic string, partition int32) (int64, error)
+	runLapsed    func(pt *partition, res assembler.Result, leasedFrom string) *flight
+
 	// workCtx is the parent of every upstream call; cancelled once the
 	// stop deadline has passed.
 	workCtx    context.Context
@@ -159,6 +164,10 @@ func New(cfg config.Config, opts Options) (*Portal, error) {
 		closing: make(chan struct{}),
 	}
 	p.handed = newHandover(p, opts.Instance, cfg.Timeouts.HandoverLease.Duration)
+	p.newestOffset = func(topic string, partition int32) (int64, error) {
+		return p.client.GetOffset(topic, partition, sarama.OffsetNewest)
+	}
+	p.runLapsed = p.startJob
 	return p, nil
 }
 
@@ -497,24 +506,24 @@ func (p *Portal) handleChunk(pt *partition, c wire.Chunk, pos position) error {
 
 // startJob executes an assembled job; it holds a slot. leasedFrom names
 // the worker that ran it before, for a job run after its lease lapsed.
-func (p *Portal) startJob(pt *partition, res assembler.Result, leasedFrom string) {
+func (p *Portal) startJob(pt *partition, res assembler.Result, leasedFrom string) *flight {
 	if res.Outcome != assembler.Complete {
 		// A parked copy that could not be assembled: answer it with its error.
 		f := p.startFlight(pt, res, 0, leasedFrom)
 		p.answerError(f, res.Kind, res.Err, p.routeOf(res.JobID))
-		return
+		return f
 	}
 	f := p.startFlight(pt, res, int64(len(res.Payload)), leasedFrom)
 	req, err := wire.DecodeRequest(res.Payload)
 	if err != nil {
 		p.answerError(f, wire.KindOf(err), err, peekRouting(res.Payload))
-		return
+		return f
 	}
 	req.ID = res.JobID // the job ID travels as the record key
 	route := wire.Routing{ReplyTopic: req.ReplyTopic, ReplyPartition: req.ReplyPartition}
 	if err := p.checkReplyTarget(route); err != nil {
 		p.refuseReplyTarget(f, route, err)
-		return
+		return f
 	}
 	callCtx, cancel := context.WithCancel(p.workCtx)
 	p.mu.Lock()
@@ -526,6 +535,7 @@ func (p *Portal) startJob(pt *partition, res assembler.Result, leasedFrom string
 		defer p.jobs.Done()
 		p.execute(callCtx, f, req)
 	}()
+	return f
 }
 
 // defaultRoute sends an answer to topics.replies, placed by the job ID.

@@ -201,7 +201,7 @@ func Default() Config {
 		Kafka: Kafka{
 			InitialOffset: "earliest", MaxMessageBytes: 900 * 1024,
 			SessionTimeout:    metav1.Duration{Duration: 10 * time.Second},
-			HeartbeatInterval: metav1.Duration{Duration: 3 * time.Second},
+			HeartbeatInterval: metav1.Duration{Duration: time.Second},
 			RebalanceProtocol: RebalanceCooperative,
 		},
 		Upstream: Upstream{
