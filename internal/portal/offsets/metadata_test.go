@@ -1,6 +1,8 @@
 package offsets
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"reflect"
 	"strings"
@@ -171,5 +173,21 @@ func TestRanges(t *testing.T) {
 	got := Ranges([]int64{1, 2, 3, 5, 7, 8, 8, 4})
 	if want := []Range{{1, 3}, {5, 5}, {7, 8}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Ranges = %v, want %v", got, want)
+	}
+}
+
+// The example of docs/protocol.md §11, byte for byte.
+func TestCommitMetadataDocExample(t *testing.T) {
+	md, _ := EncodeCommit(100, Commit{
+		Done:   []Range{{101, 101}, {103, 104}},
+		Leases: []Lease{{Holder: "portal-7d9f-x.1a2b3c4d", Expires: time.UnixMilli(1764633600000), Offsets: []Range{{100, 100}, {102, 102}}}},
+	})
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(md, "ks2:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "0200000101" + "0116" + hex.EncodeToString([]byte("portal-7d9f-x.1a2b3c4d")) + "80c0efe2ad33" + "0200000100"
+	if got := hex.EncodeToString(raw); got != want {
+		t.Errorf("bytes %s\nwant  %s", got, want)
 	}
 }
