@@ -71,7 +71,7 @@ func (s *fakeSession) ResetOffset(_ string, _ int32, offset int64, md string) {
 	s.marks = append(s.marks, mark{offset, md})
 }
 func (s *fakeSession) MarkMessage(*sarama.ConsumerMessage, string) {}
-func (s *fakeSession) Context() context.Context                  { return context.Background() }
+func (s *fakeSession) Context() context.Context                    { return context.Background() }
 
 func (s *fakeSession) last(t *testing.T) (int64, offsets.Commit) {
 	t.Helper()

@@ -39,6 +39,7 @@ type partition struct {
 	// queue is long, which bounds it.
 	qmu    sync.Mutex
 	queue  []*sarama.ConsumerMessage
+	qbytes int
 	qwake  chan struct{}
 	paused bool
 
@@ -59,7 +60,7 @@ type partition struct {
 	flights map[*flight]struct{}
 	// lapsed are jobs run here after their lease lapsed, by offset.
 	lapsed map[int64]*flight
-	marked  mark
+	marked mark
 }
 
 // lease is one holder's claim on some offsets, shared by them.
@@ -79,10 +80,15 @@ type mark struct {
 	md   string
 }
 
-// Queue bounds: sarama is paused above highWater and resumed below lowWater.
+// Queue bounds: sarama is paused for the partition at highWater records or
+// highWaterBytes, and resumed at lowWater and lowWaterBytes. Records
+// already fetched still arrive after a pause (at most a fetch response and
+// sarama's channel buffer).
 const (
-	highWater = 64
-	lowWater  = 16
+	highWater      = 64
+	lowWater       = 16
+	highWaterBytes = 4 << 20
+	lowWaterBytes  = 1 << 20
 )
 
 // leaseGrace is added to a lease before the next owner gives up on it, for
@@ -154,10 +160,13 @@ const maxLeasedOffsets = 1 << 16
 // context.
 func (pt *partition) pump(claim sarama.ConsumerGroupClaim) {
 	defer pt.cancel()
+	// sarama keeps a partition's pause across reassignment: start afresh.
+	pt.p.group.Resume(map[string][]int32{pt.topic: {pt.id}})
 	for m := range claim.Messages() {
 		pt.qmu.Lock()
 		pt.queue = append(pt.queue, m)
-		if len(pt.queue) >= highWater && !pt.paused {
+		pt.qbytes += len(m.Value)
+		if !pt.paused && (len(pt.queue) >= highWater || pt.qbytes >= highWaterBytes) {
 			pt.paused = true
 			pt.p.group.Pause(map[string][]int32{pt.topic: {pt.id}})
 		}
@@ -167,6 +176,12 @@ func (pt *partition) pump(claim sarama.ConsumerGroupClaim) {
 		default:
 		}
 	}
+	pt.qmu.Lock()
+	if pt.paused {
+		pt.paused = false
+		pt.p.group.Resume(map[string][]int32{pt.topic: {pt.id}})
+	}
+	pt.qmu.Unlock()
 }
 
 // next returns the next queued record, or nil on tick or when ctx ends.
@@ -177,7 +192,8 @@ func (pt *partition) next(tick <-chan time.Time) (*sarama.ConsumerMessage, bool)
 			m := pt.queue[0]
 			pt.queue[0] = nil
 			pt.queue = pt.queue[1:]
-			if pt.paused && len(pt.queue) <= lowWater {
+			pt.qbytes -= len(m.Value)
+			if pt.paused && len(pt.queue) <= lowWater && pt.qbytes <= lowWaterBytes {
 				pt.paused = false
 				pt.p.group.Resume(map[string][]int32{pt.topic: {pt.id}})
 			}

@@ -75,9 +75,15 @@ type Portal struct {
 	sc      *sarama.Config
 	opts    Options
 
-	client   sarama.Client
-	admin    sarama.ClusterAdmin
+	client sarama.Client
+	meta   sarama.Client // reply-target checks
+	admin  sarama.ClusterAdmin
+	// producer writes answers; side writes dead letters and hand-over
+	// records, on a connection of its own, so that they never queue in
+	// front of answers (an idempotent producer has one request open per
+	// broker).
 	producer sarama.AsyncProducer
+	side     sarama.AsyncProducer
 	group    sarama.ConsumerGroup
 	handed   *handover
 
@@ -87,8 +93,9 @@ type Portal struct {
 	mu       sync.Mutex
 	inflight map[string]*flight // by job ID
 
-	firstSeen sync.Map // job ID -> time.Time of its first chunk, multi-chunk jobs only
-	routes    sync.Map // job ID -> wire.Routing from chunk 0, multi-chunk jobs only
+	firstSeen     sync.Map // job ID -> time.Time of its first chunk, multi-chunk jobs only
+	missingTopics sync.Map // reply topic -> time.Time until which it is taken as missing
+	routes        sync.Map // job ID -> wire.Routing from chunk 0, multi-chunk jobs only
 
 	partsMu sync.Mutex
 	parts   map[*partition]struct{}
@@ -295,14 +302,31 @@ func (p *Portal) Run(ctx context.Context) error {
 		return fmt.Errorf("creating admin client: %w", err)
 	}
 	defer func() { _ = p.admin.Close() }() // closes p.client too
+	// Reply targets are checked with a client of their own that does not
+	// retry metadata requests: a job naming a missing topic costs one round
+	// trip, not the retries a real outage deserves.
+	mc := *p.sc
+	mc.Metadata.Retry.Max = 0
+	mc.Metadata.Full = false
+	if p.meta, err = sarama.NewClient(p.cfg.Kafka.Brokers, &mc); err != nil {
+		return fmt.Errorf("connecting to Kafka: %w", err)
+	}
+	defer func() { _ = p.meta.Close() }()
 
 	p.producer, err = sarama.NewAsyncProducer(p.cfg.Kafka.Brokers, p.sc)
 	if err != nil {
 		return fmt.Errorf("creating producer: %w", err)
 	}
-	p.wg.Add(2)
-	go p.successes()
-	go p.producerErrors()
+	p.side, err = sarama.NewAsyncProducer(p.cfg.Kafka.Brokers, p.sc)
+	if err != nil {
+		p.producer.AsyncClose()
+		return fmt.Errorf("creating producer: %w", err)
+	}
+	p.wg.Add(4)
+	for _, prod := range []sarama.AsyncProducer{p.producer, p.side} {
+		go p.successes(prod)
+		go p.producerErrors(prod)
+	}
 	defer p.closeProducer()
 
 	stopHandover := make(chan struct{})
@@ -521,10 +545,6 @@ func (p *Portal) startJob(pt *partition, res assembler.Result, leasedFrom string
 	}
 	req.ID = res.JobID // the job ID travels as the record key
 	route := wire.Routing{ReplyTopic: req.ReplyTopic, ReplyPartition: req.ReplyPartition}
-	if err := p.checkReplyTarget(route); err != nil {
-		p.refuseReplyTarget(f, route, err)
-		return f
-	}
 	callCtx, cancel := context.WithCancel(p.workCtx)
 	p.mu.Lock()
 	f.cancel = cancel
@@ -533,6 +553,12 @@ func (p *Portal) startJob(pt *partition, res assembler.Result, leasedFrom string
 	p.jobs.Add(1)
 	go func() {
 		defer p.jobs.Done()
+		// Checked here, off the partition's consume path: finding out that
+		// a topic is missing may take a metadata round trip.
+		if err := p.checkReplyTarget(route); err != nil {
+			p.refuseReplyTarget(f, route, err)
+			return
+		}
 		p.execute(callCtx, f, req)
 	}()
 	return f

@@ -164,11 +164,18 @@ func errorResponse(id string, kind wire.ErrorKind, err error) *wire.Response {
 // answerError answers a job with an error, where its requester listens
 // when that is allowed.
 func (p *Portal) answerError(f *flight, kind wire.ErrorKind, err error, route wire.Routing) {
-	if cerr := p.checkReplyTarget(route); cerr != nil {
-		p.refuseReplyTarget(f, route, cerr)
-		return
-	}
-	p.respond(f, errorResponse(f.id, kind, err), route)
+	p.mu.Lock()
+	f.route = route
+	p.mu.Unlock()
+	p.jobs.Add(1)
+	go func() { // off the consume path, like the calls
+		defer p.jobs.Done()
+		if cerr := p.checkReplyTarget(route); cerr != nil {
+			p.refuseReplyTarget(f, route, cerr)
+			return
+		}
+		p.respond(f, errorResponse(f.id, kind, err), route)
+	}()
 }
 
 // errReplyTarget marks a reply target Kafka cannot take.
@@ -190,8 +197,14 @@ func (p *Portal) checkReplyTarget(r wire.Routing) error {
 	if r.ReplyPartition < 0 && topic == p.cfg.Topics.Replies {
 		return nil // the pipeline's own topic, placed by key: nothing to check
 	}
-	parts, err := p.client.Partitions(topic)
+	if v, ok := p.missingTopics.Load(topic); ok && time.Now().Before(v.(time.Time)) {
+		return fmt.Errorf("%w: topic %q does not exist", errReplyTarget, topic)
+	}
+	parts, err := p.meta.Partitions(topic)
 	if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		// Remembered for a while: every job naming it would otherwise cost
+		// a metadata round trip on the partition's consume path.
+		p.missingTopics.Store(topic, time.Now().Add(missingTopicTTL))
 		return fmt.Errorf("%w: topic %q does not exist", errReplyTarget, topic)
 	}
 	if err != nil {
@@ -202,6 +215,10 @@ func (p *Portal) checkReplyTarget(r wire.Routing) error {
 	}
 	return nil
 }
+
+// missingTopicTTL is how long a reply topic found missing is refused
+// without asking the broker again.
+const missingTopicTTL = 10 * time.Second
 
 func (p *Portal) allowedReplyTopics() string {
 	t := p.cfg.Topics
@@ -217,6 +234,15 @@ func (p *Portal) allowedReplyTopics() string {
 // dead-letter topic when Kafka cannot take it. No upstream call is made.
 func (p *Portal) refuseReplyTarget(f *flight, route wire.Routing, err error) {
 	p.releaseBytes(f)
+	// No call is made: the slot is not needed while the refusal is produced
+	// (the offsets stay pending until it is acknowledged).
+	p.mu.Lock()
+	slot := f.slot
+	f.slot = false
+	p.mu.Unlock()
+	if slot {
+		p.slots.Release(1)
+	}
 	if errors.Is(err, errReplyTopicRefused) {
 		p.log.Info("Job names a reply topic the pipeline does not allow", "job", f.id, "error", err.Error())
 		p.respond(f, errorResponse(f.id, wire.ErrorRejected, err), defaultRoute)
@@ -267,8 +293,12 @@ func (p *Portal) send(m *sarama.ProducerMessage) bool {
 	if p.sendClosed {
 		return false
 	}
+	prod := p.producer
+	if _, answer := m.Metadata.(*flight); !answer {
+		prod = p.side
+	}
 	select {
-	case p.producer.Input() <- m:
+	case prod.Input() <- m:
 		return true
 	case <-p.closing:
 		return false
@@ -283,13 +313,14 @@ func (p *Portal) closeProducer() {
 	p.sendClosed = true
 	p.sendMu.Unlock()
 	p.producer.AsyncClose()
+	p.side.AsyncClose()
 	p.wg.Wait()
 }
 
 // successes finishes flights and dead letters as Kafka acknowledges them.
-func (p *Portal) successes() {
+func (p *Portal) successes(prod sarama.AsyncProducer) {
 	defer p.wg.Done()
-	for m := range p.producer.Successes() {
+	for m := range prod.Successes() {
 		switch md := m.Metadata.(type) {
 		case *flight:
 			if md.pending.Add(-1) == 0 {
@@ -318,10 +349,10 @@ type deadLettered struct {
 // times; the job's offsets stay uncommitted meanwhile, so nothing is lost
 // if the process dies. An answer that cannot be delivered goes to the
 // dead-letter topic with the answer attached, and its offsets are released.
-func (p *Portal) producerErrors() {
+func (p *Portal) producerErrors(prod sarama.AsyncProducer) {
 	defer p.wg.Done()
 	backoff := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 15 * time.Second}
-	for pe := range p.producer.Errors() {
+	for pe := range prod.Errors() {
 		p.metrics.produceErrors.Inc()
 		m := &sarama.ProducerMessage{
 			Topic: pe.Msg.Topic, Partition: pe.Msg.Partition, Key: pe.Msg.Key, Value: pe.Msg.Value,

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -402,4 +403,101 @@ func readOne(t *testing.T, brokers []string, topic string) *sarama.ConsumerMessa
 		t.Fatalf("nothing in %s", topic)
 		return nil
 	}
+}
+
+// A requester's mistakes in where to answer never stall the worker: with 4
+// slots, 50 jobs naming a reply partition out of range and 10 naming a
+// topic that does not exist are dead-lettered without a call, a job naming
+// a topic the pipeline does not allow is refused on the replies topic, and
+// a good job sent after all of them is answered at once.
+func TestBadReplyTargetsNeverStallTheWorker(t *testing.T) {
+	missingPrefix := "TestBadReplyTargetsNeverStallTheWorker-missing-"
+	e := newEnv(t, 0, 0, func(c *config.Config) {
+		c.Concurrency.MaxInFlight = 4
+		c.Topics.AllowedReplyTopicPrefixes = []string{missingPrefix}
+	})
+	e.start(t)
+	replies := e.cfg.Topics.Replies
+	var bad []string
+	for i := range 60 {
+		j := job(fmt.Sprintf("/fast/bad-%d", i), []byte("x"))
+		j.ReplyTopic, j.ReplyPartition = replies, 999
+		if i >= 50 {
+			j.ReplyTopic, j.ReplyPartition = missingPrefix+strconv.Itoa(i), 0
+		}
+		if err := e.req.Send(j); err != nil {
+			t.Fatal(err)
+		}
+		bad = append(bad, j.ID)
+	}
+	refused := job("/fast/refused", []byte("x"))
+	refused.ReplyTopic = "someone-elses-topic"
+	if err := e.req.Send(refused); err != nil {
+		t.Fatal(err)
+	}
+	good := job("/fast/good", []byte("x"))
+	sent := time.Now()
+	if err := e.req.Send(good); err != nil {
+		t.Fatal(err)
+	}
+	if m := e.col.Wait([]string{good.ID, refused.ID}, 5*time.Second); len(m) > 0 {
+		t.Fatalf("not answered within 5 s behind 60 jobs with bad reply targets: %v", m)
+	}
+	t.Logf("good job answered %v after it was sent", time.Since(sent).Round(time.Millisecond))
+	if a, _ := e.col.Get(refused.ID); a.Response.ErrorKind != wire.ErrorRejected || a.Response.Status != http.StatusForbidden ||
+		!strings.Contains(a.Response.ErrorMessage, "someone-elses-topic") {
+		t.Errorf("refused reply topic answered %d %s %q", a.Response.Status, a.Response.ErrorKind, a.Response.ErrorMessage)
+	}
+	for _, id := range append(bad, refused.ID) {
+		if n := e.up.callsOf(id); n != 0 {
+			t.Errorf("job %s with a bad reply target reached the upstream %d times", id, n)
+		}
+	}
+	// Every bad job is in the dead-letter topic, with its reason.
+	reasons := readAll(t, e.brokers, e.dlq, len(bad), 20*time.Second)
+	var outOfRange, missing int
+	for _, r := range reasons {
+		switch {
+		case strings.Contains(r, "partition 999 out of range"):
+			outOfRange++
+		case strings.Contains(r, "does not exist"):
+			missing++
+		}
+	}
+	if outOfRange != 50 || missing != 10 {
+		t.Errorf("dead letters: %d out of range, %d missing topic, want 50 and 10; reasons: %q", outOfRange, missing, reasons[:min(3, len(reasons))])
+	}
+}
+
+// readAll reads n records of a one-partition topic and returns their
+// dead-letter reasons.
+func readAll(t *testing.T, brokers []string, topic string, n int, timeout time.Duration) []string {
+	t.Helper()
+	c, err := sarama.NewConsumer(brokers, kafkatest.SaramaConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pc, err := c.ConsumePartition(topic, 0, sarama.OffsetOldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	var out []string
+	deadline := time.After(timeout)
+	for len(out) < n {
+		select {
+		case m := <-pc.Messages():
+			reason := ""
+			for _, h := range m.Headers {
+				if string(h.Key) == portal.HeaderDLQReason {
+					reason = string(h.Value)
+				}
+			}
+			out = append(out, reason)
+		case <-deadline:
+			t.Fatalf("%d of %d dead letters within %v", len(out), n, timeout)
+		}
+	}
+	return out
 }
