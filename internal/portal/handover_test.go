@@ -165,10 +165,10 @@ func TestHandOverLifecycle(t *testing.T) {
 	if next != 100 {
 		t.Fatalf("commit point %d, want 100", next)
 	}
-	if want := []offsets.Range{{101, 101}, {103, 104}}; !reflect.DeepEqual(c.Done, want) {
+	if want := []offsets.Range{{First: 101, Last: 101}, {First: 103, Last: 104}}; !reflect.DeepEqual(c.Done, want) {
 		t.Errorf("done %v, want %v", c.Done, want)
 	}
-	if len(c.Leases) != 1 || c.Leases[0].Holder != "worker-a" || !reflect.DeepEqual(c.Leases[0].Offsets, []offsets.Range{{100, 100}, {102, 102}}) {
+	if len(c.Leases) != 1 || c.Leases[0].Holder != "worker-a" || !reflect.DeepEqual(c.Leases[0].Offsets, []offsets.Range{{First: 100, Last: 100}, {First: 102, Last: 102}}) {
 		t.Fatalf("leases %+v", c.Leases)
 	}
 	if exp := c.Leases[0].Expires; exp.Before(before.Add(14*time.Second)) || exp.After(time.Now().Add(16*time.Second)) {
@@ -237,7 +237,7 @@ func TestHandOverLifecycle(t *testing.T) {
 	ptB.release(sB)
 	next, c = sB.last(t)
 	if next != 102 || len(c.Leases) != 1 || c.Leases[0].Holder != "worker-a" ||
-		!reflect.DeepEqual(c.Leases[0].Offsets, []offsets.Range{{102, 102}}) || c.Leases[0].Expires.Before(time.Now().Add(time.Hour)) {
+		!reflect.DeepEqual(c.Leases[0].Offsets, []offsets.Range{{First: 102, Last: 102}}) || c.Leases[0].Expires.Before(time.Now().Add(time.Hour)) {
 		t.Fatalf("second move: commit %d, leases %+v", next, c.Leases)
 	}
 	if len(lapsed) != 0 {
@@ -307,7 +307,7 @@ func TestHandOverLifecycle(t *testing.T) {
 // them, and the commit point moves over answered offsets at its front.
 func TestInheritedAnsweredOffsetsSurviveFreshOwners(t *testing.T) {
 	p := testPortal(t, "w")
-	inherited := offsets.Commit{Done: []offsets.Range{{11, 20}, {30, 30}}}
+	inherited := offsets.Commit{Done: []offsets.Range{{First: 11, Last: 20}, {First: 30, Last: 30}}}
 	pt := testPartition(p, 10, inherited)
 	s := &fakeSession{}
 	pt.markCommit(s)
@@ -321,7 +321,7 @@ func TestInheritedAnsweredOffsetsSurviveFreshOwners(t *testing.T) {
 	}
 	pt.markCommit(s)
 	next, c = s.last(t)
-	if next != 21 || !reflect.DeepEqual(c.Done, []offsets.Range{{30, 30}}) {
+	if next != 21 || !reflect.DeepEqual(c.Done, []offsets.Range{{First: 30, Last: 30}}) {
 		t.Fatalf("after reading 10: commit %d %+v, want 21 and [30]", next, c.Done)
 	}
 	// Reading an inherited answered offset skips it.
@@ -337,7 +337,7 @@ func TestInheritedAnsweredOffsetsSurviveFreshOwners(t *testing.T) {
 
 func TestControlRecordsRefuseDamage(t *testing.T) {
 	good := controlMessage(testTopic, 0, controlRecord{Op: opDone, Holder: "w", Offsets: [][2]int64{{1, 2}}})
-	if _, rs, err := parseControl(consumerMessage(good, 5)); err != nil || !reflect.DeepEqual(rs, []offsets.Range{{1, 2}}) {
+	if _, rs, err := parseControl(consumerMessage(good, 5)); err != nil || !reflect.DeepEqual(rs, []offsets.Range{{First: 1, Last: 2}}) {
 		t.Fatalf("good record: %v %v", rs, err)
 	}
 	for name, value := range map[string]string{
@@ -367,7 +367,7 @@ func TestControlRecordsRefuseDamage(t *testing.T) {
 	}
 	// A done record from another holder does not release a lease.
 	p := testPortal(t, "w")
-	pt := testPartition(p, 0, offsets.Commit{Leases: []offsets.Lease{{Holder: "owner", Expires: time.Now().Add(time.Hour), Offsets: []offsets.Range{{0, 0}}}}})
+	pt := testPartition(p, 0, offsets.Commit{Leases: []offsets.Lease{{Holder: "owner", Expires: time.Now().Add(time.Hour), Offsets: []offsets.Range{{First: 0, Last: 0}}}}})
 	if err := pt.handle(requestRecord(t, "leased", 0)); err != nil {
 		t.Fatal(err)
 	}
