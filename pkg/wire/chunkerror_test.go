@@ -128,7 +128,7 @@ func TestChunkErrorWithoutReadableRouting(t *testing.T) {
 // TestRecordsWithoutAJobIDAreNotChunkErrors: no key, nothing to answer.
 func TestRecordsWithoutAJobIDAreNotChunkErrors(t *testing.T) {
 	_, hs, value := requestRecord(t, "job-9")
-	for _, key := range [][]byte{nil, {}, []byte("has space"), []byte{0x80}} {
+	for _, key := range [][]byte{nil, {}, []byte("has space"), {0x80}} {
 		_, err := wire.ParseChunk(key, setHeader(hs, wire.HeaderChunks, "0"), value)
 		var ce *wire.ChunkError
 		if err == nil || errors.As(err, &ce) || !errors.Is(err, wire.ErrMalformed) {
