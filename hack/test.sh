@@ -40,6 +40,9 @@ hack/kafka.sh libs
 trap 'hack/kafka.sh stop >/dev/null 2>&1 || true' EXIT
 brokers=$(hack/kafka.sh start)
 echo "broker at $brokers"
+# The secured listeners (SASL_SSL, mTLS) and their Strimzi-style credentials.
+mapfile -t kafka_env < <(hack/kafka.sh env)
+printf '  %s\n' "${kafka_env[@]}"
 
 integration=(./controllers/... ./test/...)
 unit=$(go list ./... | grep -v -e '/controllers$' -e '/test/')
@@ -49,7 +52,7 @@ step "unit tests (race detector, embedded kfake)"
 env -u KAFKASEND_TEST_BROKERS go test -count=1 -race -timeout 15m $unit
 
 step "envtest and Apache Kafka integration tests"
-KAFKASEND_TEST_BROKERS=$brokers KAFKASEND_REQUIRE_REAL_KAFKA=1 KAFKASEND_REQUIRE_ENVTEST=1 \
+env "${kafka_env[@]}" KAFKASEND_TEST_BROKERS="$brokers" KAFKASEND_REQUIRE_REAL_KAFKA=1 KAFKASEND_REQUIRE_ENVTEST=1 \
   go test -count=1 -timeout 20m "${integration[@]}"
 
 if [[ -x hack/test-packaging.sh ]]; then
