@@ -104,8 +104,9 @@ CHAOS_FLAGS ?=
 .PHONY: chaos
 chaos: ## Kill and restart portal processes and the broker under load; fails on any lost or wrong answer (figures in docs/reliability.md).
 	go build -o $(BIN)/portal ./cmd/portal
-	KAFKASEND_CHAOS=1 KAFKASEND_CHAOS_PORTAL_BIN=$(abspath $(BIN))/portal \
-		go test -count=1 -timeout 20m -v -run TestChaos ./test/chaos/ $(CHAOS_FLAGS)
+	B=$$(hack/kafka.sh start); trap 'hack/kafka.sh stop' EXIT; \
+	KAFKASEND_TEST_BROKERS=$$B KAFKASEND_REQUIRE_REAL_KAFKA=1 KAFKASEND_CHAOS=1 KAFKASEND_CHAOS_PORTAL_BIN=$(BIN)/portal \
+	KAFKASEND_CHAOS_REPORT=$(BIN)/chaos/report.txt go test -count=1 -timeout 20m -v -run TestChaos ./test/chaos/ $(CHAOS_FLAGS)
 
 ##@ Benchmarks
 
