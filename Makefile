@@ -83,6 +83,31 @@ kafka-start: ## Start the local Apache Kafka broker (prints its address).
 kafka-stop: ## Stop the local Apache Kafka broker.
 	hack/kafka.sh stop
 
+##@ Fuzzing and chaos
+
+# package:target pairs; seed corpora in each package's testdata/fuzz/.
+FUZZ_TARGETS ?= \
+	./pkg/wire:FuzzParseChunk ./pkg/wire:FuzzDecodeRequest ./pkg/wire:FuzzDecodeResponse ./pkg/wire:FuzzPeekRouting \
+	./internal/portal/assembler:FuzzAssemblerSequences ./internal/portal/offsets:FuzzDecodeCommit \
+	./internal/portal/upstream:FuzzPathPolicy ./internal/portal/upstream:FuzzHeaderPolicy
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s; make test runs them for a few seconds).
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t ($(FUZZTIME))"; \
+		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
+
+CHAOS_FLAGS ?=
+
+.PHONY: chaos
+chaos: ## Kill and restart portal processes and the broker under load; fails on any lost or wrong answer (figures in docs/reliability.md).
+	go build -o $(BIN)/portal ./cmd/portal
+	B=$$(hack/kafka.sh start); trap 'hack/kafka.sh stop' EXIT; \
+	KAFKASEND_TEST_BROKERS=$$B KAFKASEND_REQUIRE_REAL_KAFKA=1 KAFKASEND_CHAOS=1 KAFKASEND_CHAOS_PORTAL_BIN=$(BIN)/portal \
+	KAFKASEND_CHAOS_REPORT=$(BIN)/chaos/report.txt go test -count=1 -timeout 20m -v -run TestChaos ./test/chaos/ $(CHAOS_FLAGS)
+
 ##@ Benchmarks
 
 BENCH_SCENARIOS ?= mixed concurrency throughput overhead large

@@ -6,6 +6,10 @@
 #   hack/kafka.sh start    start the broker (fresh data), print 127.0.0.1:PORT
 #   hack/kafka.sh stop     stop it and remove its data
 #   hack/kafka.sh status   print the address and pid; exit 1 when not running
+#   hack/kafka.sh restart  stop the broker's JVM and start it again on the same
+#                          data and ports (a broker restart, for chaos runs)
+#   hack/kafka.sh env      print the test environment of the running broker,
+#                          KEY=VALUE lines (see "Secured listeners" below)
 #
 # Environment:
 #   KAFKA_PORT             client port (default: a free port)
@@ -13,6 +17,17 @@
 #   KAFKA_HEAP             JVM heap flags (default: -Xms64m -Xmx256m)
 #   KAFKA_START_TIMEOUT    seconds to wait for the first metadata answer (default 90)
 #   KAFKA_STOP_TIMEOUT     seconds between SIGTERM and SIGKILL (default 30)
+#   KAFKA_SECURED          1 (default): also run the secured listeners; 0: plaintext only
+#
+# Secured listeners (KAFKA_SECURED=1): besides PLAINTEXT, a SASL_SSL listener
+# (SCRAM-SHA-512; the user kafkasend-scram is created when the storage is
+# formatted) and an mTLS listener (SSL, client certificate required), with
+# the test CA and certificates of hack/certs.sh (bin/certs/, Strimzi layout).
+# "env" prints KAFKASEND_TEST_BROKERS, KAFKASEND_TEST_SASL_BROKERS,
+# KAFKASEND_TEST_MTLS_BROKERS, KAFKASEND_TEST_KAFKA_CA (the cluster CA file),
+# KAFKASEND_TEST_SCRAM_USER, KAFKASEND_TEST_SCRAM_SECRET (directory with the
+# key "password") and KAFKASEND_TEST_MTLS_SECRET (directory with user.crt,
+# user.key, ca.crt).
 #
 # Needs OpenJDK 17+, Maven (for "libs") and Go (for the readiness probe).
 # Everything lives under bin/kafka/: libs/ (jars), run/ (config, data, logs,
@@ -29,6 +44,10 @@ PROBE=$BASE/kafkaprobe
 PIDFILE=$RUN/kafka.pid
 BOOTSTRAP=$RUN/bootstrap
 CONF=$RUN/server.properties
+SECURED=${KAFKA_SECURED:-1}
+CERTS=$ROOT/bin/certs
+SCRAM_USER=kafkasend-scram
+MTLS_USER=kafkasend-mtls
 START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
 HEAP=${KAFKA_HEAP:--Xms64m -Xmx256m}
@@ -85,6 +104,43 @@ pid() {
 
 healthy() {
   [[ -f $BOOTSTRAP ]] && "$PROBE" wait -timeout "${1:-5s}" "$(cat "$BOOTSTRAP")" 2>/dev/null
+}
+
+# write_secured_config appends the SASL_SSL and mTLS listeners to the
+# PLAINTEXT configuration written by write_config.
+write_secured_config() {
+  local sport=$1 mport=$2
+  sed -i \
+    -e "s|^listeners=\(.*\)$|listeners=\1,SASL_SSL://127.0.0.1:$sport,MTLS://127.0.0.1:$mport|" \
+    -e "s|^advertised.listeners=\(.*\)$|advertised.listeners=\1,SASL_SSL://127.0.0.1:$sport,MTLS://127.0.0.1:$mport|" \
+    -e "s|^listener.security.protocol.map=\(.*\)$|listener.security.protocol.map=\1,SASL_SSL:SASL_SSL,MTLS:SSL|" \
+    "$CONF"
+  cat >>"$CONF" <<EOF
+
+# Secured listeners (hack/kafka.sh write_secured_config), certificates from
+# hack/certs.sh. No authorizer: authenticated principals may do anything.
+ssl.keystore.type=PEM
+ssl.keystore.location=$CERTS/broker/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$CERTS/cluster-ca-cert/ca.crt
+listener.name.mtls.ssl.client.auth=required
+listener.name.sasl_ssl.ssl.client.auth=none
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+}
+
+# wait_port waits until addr accepts TCP connections.
+wait_port() {
+  local addr=$1 i
+  for ((i = 0; i < START_TIMEOUT * 10; i++)); do
+    if (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
 }
 
 write_config() {
@@ -154,13 +210,21 @@ start() {
   rm -rf "$RUN"
   mkdir -p "$RUN"
   local port=${KAFKA_PORT:-} cport=${KAFKA_CONTROLLER_PORT:-} free
+  mapfile -t free < <("$PROBE" ports 4)
   if [[ -z $port || -z $cport ]]; then
-    mapfile -t free < <("$PROBE" ports 2)
     port=${port:-${free[0]}}
     cport=${cport:-${free[1]}}
   fi
   [[ $port != "$cport" ]] || die "client and controller ports are both $port"
   write_config "$port" "$cport"
+  local scram=()
+  if [[ $SECURED == 1 ]]; then
+    "$ROOT/hack/certs.sh" "$CERTS" >/dev/null || die "making the test certificates failed (hack/certs.sh)"
+    write_secured_config "${free[2]}" "${free[3]}"
+    echo "127.0.0.1:${free[2]}" >"$RUN/sasl_bootstrap"
+    echo "127.0.0.1:${free[3]}" >"$RUN/mtls_bootstrap"
+    scram=(--add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$(cat "$CERTS/$SCRAM_USER/password")]")
+  fi
 
   local began cluster_id
   began=$(date +%s%N)
@@ -172,7 +236,7 @@ start() {
   done
   local jvm=(java -Dlog4j2.configurationFile="$LOG4J" -Dkafka.logs.dir="$RUN" -Djava.awt.headless=true)
   if ! "${jvm[@]}" -Xmx128m -XX:TieredStopAtLevel=1 -cp "$LIBS/*" kafka.tools.StorageTool \
-    format --standalone --cluster-id "$cluster_id" --config "$CONF" >"$RUN/format.log" 2>&1; then
+    format --standalone --cluster-id "$cluster_id" --config "$CONF" "${scram[@]}" >"$RUN/format.log" 2>&1; then
     cat "$RUN/format.log" >&2
     die "formatting the storage failed"
   fi
@@ -180,28 +244,46 @@ start() {
   local formatted
   formatted=$(date +%s%N)
 
-  # -XX:+ExitOnOutOfMemoryError: a broken broker must fail loudly, not linger.
-  # "9>&-": the broker must not inherit (and so hold) the lock.
-  # shellcheck disable=SC2086 # HEAP holds several flags.
-  nohup "${jvm[@]}" $HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
-    -cp "$LIBS/*" kafka.Kafka "$CONF" </dev/null >"$RUN/kafka.out" 2>&1 9>&- &
-  echo $! >"$PIDFILE"
   echo "127.0.0.1:$port" >"$BOOTSTRAP"
-
-  if ! "$PROBE" wait -timeout "${START_TIMEOUT}s" "127.0.0.1:$port" 2>"$RUN/probe.log"; then
-    cat "$RUN/probe.log" >&2
-    tail -n 30 "$RUN/kafka.out" "$RUN/server.log" >&2 2>/dev/null || true
-    stop_broker
-    die "broker did not answer a metadata request within ${START_TIMEOUT}s"
-  fi
+  : >"$RUN/kafka.out"
+  launch || die "broker did not start"
   local ready
   ready=$(date +%s%N)
   log "broker pid $(cat "$PIDFILE") ready on 127.0.0.1:$port: format $(((formatted - began) / 1000000)) ms, start to first metadata answer $(((ready - formatted) / 1000000)) ms"
   cat "$BOOTSTRAP"
 }
 
-# stop_broker sends SIGTERM, waits, then SIGKILL, and removes the broker's data.
-stop_broker() {
+# launch starts the broker's JVM on the configuration and data in $RUN and
+# waits until every listener answers.
+launch() {
+  # -XX:+ExitOnOutOfMemoryError: a broken broker must fail loudly, not linger.
+  # "9>&-": the broker must not inherit (and so hold) the lock.
+  local jvm=(java -Dlog4j2.configurationFile="$LOG4J" -Dkafka.logs.dir="$RUN" -Djava.awt.headless=true)
+  # shellcheck disable=SC2086 # HEAP holds several flags.
+  nohup "${jvm[@]}" $HEAP -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+    -cp "$LIBS/*" kafka.Kafka "$CONF" </dev/null >>"$RUN/kafka.out" 2>&1 9>&- &
+  echo $! >"$PIDFILE"
+  if ! "$PROBE" wait -timeout "${START_TIMEOUT}s" "$(cat "$BOOTSTRAP")" 2>"$RUN/probe.log"; then
+    cat "$RUN/probe.log" >&2
+    tail -n 30 "$RUN/kafka.out" "$RUN/server.log" >&2 2>/dev/null || true
+    stop_broker
+    log "broker did not answer a metadata request within ${START_TIMEOUT}s"
+    return 1
+  fi
+  local f
+  for f in "$RUN/sasl_bootstrap" "$RUN/mtls_bootstrap"; do
+    [[ -f $f ]] || continue
+    if ! wait_port "$(cat "$f")"; then
+      tail -n 30 "$RUN/server.log" >&2 2>/dev/null || true
+      stop_broker
+      log "secured listener $(cat "$f") did not open within ${START_TIMEOUT}s"
+      return 1
+    fi
+  done
+}
+
+# kill_jvm sends SIGTERM, waits, then SIGKILL; the data stays.
+kill_jvm() {
   local p i
   if p=$(pid); then
     kill -TERM "$p" 2>/dev/null || true
@@ -219,8 +301,38 @@ stop_broker() {
     fi
     kill -0 "$p" 2>/dev/null && die "broker pid $p survived SIGKILL"
   fi
-  # Keep the logs for a post-mortem; drop data, address and pid.
-  rm -rf "$RUN/data" "$RUN/meta" "$PIDFILE" "$BOOTSTRAP"
+  rm -f "$PIDFILE"
+}
+
+# stop_broker stops the JVM and removes the broker's data.
+stop_broker() {
+  kill_jvm
+  # Keep the logs for a post-mortem; drop data, addresses and pid.
+  rm -rf "$RUN/data" "$RUN/meta" "$BOOTSTRAP" "$RUN/sasl_bootstrap" "$RUN/mtls_bootstrap"
+}
+
+# restart stops the running broker's JVM and starts it again on its data.
+restart() {
+  pid >/dev/null || die "no broker running to restart"
+  local began
+  began=$(date +%s%N)
+  kill_jvm
+  launch || die "broker did not come back"
+  log "broker restarted in $((($(date +%s%N) - began) / 1000000)) ms"
+}
+
+# print_env prints the test environment of the running broker.
+print_env() {
+  pid >/dev/null || die "no broker running"
+  echo "KAFKASEND_TEST_BROKERS=$(cat "$BOOTSTRAP")"
+  if [[ -f $RUN/sasl_bootstrap ]]; then
+    echo "KAFKASEND_TEST_SASL_BROKERS=$(cat "$RUN/sasl_bootstrap")"
+    echo "KAFKASEND_TEST_MTLS_BROKERS=$(cat "$RUN/mtls_bootstrap")"
+    echo "KAFKASEND_TEST_KAFKA_CA=$CERTS/cluster-ca-cert/ca.crt"
+    echo "KAFKASEND_TEST_SCRAM_USER=$SCRAM_USER"
+    echo "KAFKASEND_TEST_SCRAM_SECRET=$CERTS/$SCRAM_USER"
+    echo "KAFKASEND_TEST_MTLS_SECRET=$CERTS/$MTLS_USER"
+  fi
 }
 
 status() {
@@ -241,9 +353,9 @@ status() {
 main() {
   local cmd=${1:-}
   case $cmd in
-  libs | start | stop | status) ;;
+  libs | start | stop | status | restart | env) ;;
   *)
-    echo "usage: $0 libs|start|stop|status" >&2
+    echo "usage: $0 libs|start|stop|status|restart|env" >&2
     exit 2
     ;;
   esac
@@ -256,6 +368,8 @@ main() {
   start) start ;;
   stop) stop_broker ;;
   status) status ;;
+  restart) restart ;;
+  env) print_env ;;
   esac
 }
 

@@ -221,11 +221,28 @@ const (
 // the index against the count, the sizes against the limits, and the data's
 // length against the chunking rule. Headers of other names are ignored. The
 // chunk's Data aliases value.
+//
+// When the key is a valid job ID but the rest breaks the format (a header
+// missing, repeated or invalid, ks-chunks=0, ks-chunk >= ks-chunks, a data
+// length the chunking rule forbids, an unsupported ks-version), the error is
+// a *ChunkError: it carries the job ID and, when the value starts with a
+// readable request payload, the job's routing, so that the job can be
+// answered rather than only skipped. An invalid or missing key is a plain
+// *FormatError: there is no job ID to answer under.
 func ParseChunk(key []byte, headers []*sarama.RecordHeader, value []byte) (Chunk, error) {
-	var c Chunk
 	if err := validateJobIDBytes(key); err != nil {
-		return c, err
+		return Chunk{}, err
 	}
+	c, err := parseChunk(key, headers, value)
+	if err != nil {
+		return Chunk{}, newChunkError(key, headers, value, err)
+	}
+	return c, nil
+}
+
+// parseChunk is ParseChunk after the key was checked.
+func parseChunk(key []byte, headers []*sarama.RecordHeader, value []byte) (Chunk, error) {
+	var c Chunk
 	var seen int
 	var size, count, index uint64
 	for _, h := range headers {

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"reflect"
 	"testing"
@@ -74,10 +75,78 @@ func FuzzParseChunk(f *testing.F) {
 			if KindOf(err) == ErrorInternal {
 				t.Fatalf("unmapped error %v", err)
 			}
+			// A valid key always yields a ChunkError naming the job, so
+			// that the portal can answer it.
+			var ce *ChunkError
+			if keyErr := ValidateJobID(string(key)); keyErr == nil && key != nil {
+				if !errors.As(err, &ce) || ce.JobID != string(key) || ce.Kind() != KindOf(err) {
+					t.Fatalf("error %v for valid key %q is not a ChunkError of that job", err, key)
+				}
+			} else if errors.As(err, &ce) {
+				t.Fatalf("ChunkError %v for invalid key %q", err, key)
+			}
 			return
 		}
 		if c.Index < 0 || c.Index >= c.Count || c.Offset() < 0 || c.Offset()+len(c.Data) > c.Size {
 			t.Fatalf("accepted chunk outside its payload: %+v (offset %d)", c, c.Offset())
+		}
+	})
+}
+
+// FuzzDecodeResponse checks that no payload makes DecodeResponse panic, that
+// every error maps to an error kind, and that whatever decodes re-encodes to
+// a payload that decodes to the same response.
+func FuzzDecodeResponse(f *testing.F) {
+	ok, _ := EncodeResponse(&Response{ID: "j", Status: 200, Header: http.Header{"Content-Type": {"text/plain"}}, Body: []byte("hello")})
+	f.Add(ok)
+	errResp, _ := EncodeResponse(ErrorResponse("j", ErrorTimeout, "no answer within 15m0s"))
+	f.Add(errResp)
+	f.Add(payloadWithMeta(payloadTypeResponse, `{"status":999,"headers":{"a":["1"],"A":["2"]}}`, []byte{0}))
+	f.Add(payloadWithMeta(payloadTypeResponse, `{"errorKind":"from_the_future","errorMessage":"x"}`, nil))
+	f.Add(payloadWithMeta(payloadTypeRequest, `{"method":"GET"}`, nil))
+	f.Add([]byte("KS\x01\x02\x00\x00\x00\x02{}"))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		r, err := DecodeResponse(payload)
+		if err != nil {
+			if k := KindOf(err); k != ErrorMalformed && k != ErrorTooLarge {
+				t.Fatalf("error %v maps to kind %q", err, k)
+			}
+			if r != nil {
+				t.Fatalf("response returned with error %v", err)
+			}
+			return
+		}
+		again, err := EncodeResponse(r)
+		if err != nil {
+			t.Fatalf("decoded response %+v does not re-encode: %v", r, err)
+		}
+		r2, err := DecodeResponse(again)
+		if err != nil {
+			t.Fatalf("re-encoded response does not decode: %v", err)
+		}
+		if r.Status != r2.Status || r.ErrorKind != r2.ErrorKind || r.ErrorMessage != r2.ErrorMessage ||
+			!bytes.Equal(r.Body, r2.Body) || !headersEqual(r.Header, r2.Header) {
+			t.Fatalf("round trip changed the response:\n%+v\n%+v", r, r2)
+		}
+	})
+}
+
+// FuzzPeekRouting checks that PeekRouting never panics and agrees with
+// DecodeRequest on every payload that decodes.
+func FuzzPeekRouting(f *testing.F) {
+	golden, _ := EncodeRequest(goldenRequest())
+	f.Add(golden)
+	f.Add(payloadWithMeta(payloadTypeRequest, `{"method":"GET","replyTopic":"r","replyPartition":-1}`, nil))
+	f.Add(payloadWithMeta(payloadTypeRequest, `{"method":"GET","replyPartition":-2}`, nil))
+	f.Add(golden[:20])
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		route, ok := PeekRouting(payload)
+		r, err := DecodeRequest(payload)
+		if err != nil {
+			return
+		}
+		if !ok || route.ReplyTopic != r.ReplyTopic || route.ReplyPartition != r.ReplyPartition {
+			t.Fatalf("PeekRouting %+v ok=%v, DecodeRequest says %q/%d", route, ok, r.ReplyTopic, r.ReplyPartition)
 		}
 	})
 }

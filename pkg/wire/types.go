@@ -72,3 +72,47 @@ type Response struct {
 	// ErrorMessage explains an error kind in one line for people.
 	ErrorMessage string
 }
+
+// Status is the HTTP status an error response of kind k carries, for
+// requesters that look only at the status (docs/protocol.md section 6):
+//
+//	timeout      504 Gateway Timeout
+//	unreachable  502 Bad Gateway
+//	rejected     403 Forbidden
+//	too_large    413 Content Too Large (the request; see below)
+//	malformed    400 Bad Request
+//	incomplete   400 Bad Request
+//	auth         502 Bad Gateway (the portal's own credentials failed, not the requester's)
+//	internal     500 Internal Server Error, also for kinds this package does not know
+//
+// ErrorNone has no status of its own: it returns 0. The one exception to the
+// table is an upstream response over the portal's limit: too_large with 502,
+// since the requester's request was fine.
+func (k ErrorKind) Status() int {
+	switch k {
+	case ErrorNone:
+		return 0
+	case ErrorTimeout:
+		return http.StatusGatewayTimeout
+	case ErrorUnreachable, ErrorAuth:
+		return http.StatusBadGateway
+	case ErrorRejected:
+		return http.StatusForbidden
+	case ErrorTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case ErrorMalformed, ErrorIncomplete:
+		return http.StatusBadRequest
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// ErrorResponse is the portal's own final answer for job id: kind, its
+// Status, the one-line message and no body. An ErrorNone kind becomes
+// ErrorInternal (an error response always says why).
+func ErrorResponse(id string, kind ErrorKind, message string) *Response {
+	if kind == ErrorNone {
+		kind = ErrorInternal
+	}
+	return &Response{ID: id, Status: kind.Status(), Header: http.Header{}, ErrorKind: kind, ErrorMessage: message}
+}

@@ -19,9 +19,10 @@
 // percent-encoding. An empty path means the base path. The query is sent as
 // given when it parses and has no control character or "#".
 //
-// Methods: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS and TRACE (case
-// sensitive; an empty method means GET). CONNECT and any other method are
-// refused.
+// Methods: GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS (case
+// sensitive; an empty method means GET). TRACE (the upstream would echo the
+// request with the portal's bearer token and API keys), CONNECT and any
+// other method are refused.
 //
 // Job headers:
 //   - refused (the job tried to take over the portal's identity or target):
@@ -31,14 +32,23 @@
 //   - silently dropped (hop-by-hop or computed by the transport): Connection,
 //     Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade,
 //     Content-Length, and every header named in Connection;
+//   - silently dropped unless upstream.forwardHeaders lists them: override
+//     headers that make proxies and frameworks rewrite the URL or method or
+//     trust a made-up client address or host (X-Original-URL,
+//     X-Rewrite-URL, X-HTTP-Method-Override, X-HTTP-Method,
+//     X-Method-Override, Forwarded, every X-Forwarded-*, X-Real-IP,
+//     X-Client-IP, True-Client-IP, ...: overrideHeaders in policy.go);
 //   - replaced by the portal: User-Agent (kafkasend-portal), Idempotency-Key
 //     (the job ID) and traceparent (the job's Traceparent field, sent only
 //     when it is a valid W3C version-00 value).
 //
 // Static upstream.headers are set after the job's and win over them; they
 // may not name Host, hop-by-hop headers, Content-Length, Idempotency-Key or
-// traceparent, nor Authorization when OAuth is configured. The OAuth2
-// bearer token is set last.
+// traceparent, nor Authorization when OAuth is configured. Header values
+// read from files (upstream.headerFiles, mounted Secrets such as API keys)
+// follow the same rules and win over both; the files are re-read every 2s
+// on a call, a broken update keeps the last good value, and values are never
+// logged. The OAuth2 bearer token is set last.
 //
 // Redirects: not followed by default; the 3xx is returned as the upstream's
 // answer. With upstream.followRedirects, at most 5 redirects are followed,
@@ -59,12 +69,20 @@
 // Each attempt is bounded by timeouts.request and the whole call by the
 // job's deadline; a deadline already past is answered "timeout" without a
 // call. Attempts are repeated (up to retries.attempts in total, with
-// exponential backoff and jitter capped at retries.maxBackoff, or the
-// upstream's Retry-After capped the same way) for connection errors when
-// retries.onConnectionErrors is set and for the retries.onStatuses statuses,
-// only for idempotent methods unless retries.nonIdempotent is set, and never
-// when the wait would end after the deadline. Timeouts and certificate
+// exponential backoff and jitter capped at retries.maxBackoff) for
+// connection errors when retries.onConnectionErrors is set and for the
+// retries.onStatuses statuses, only for idempotent methods unless
+// retries.nonIdempotent is set (429 whatever the method: the upstream did
+// not act on the call), and never when the wait would end after the
+// deadline. On 429 and 503 a Retry-After (seconds or HTTP date) replaces
+// the backoff; a Retry-After over retries.maxRetryAfter (default 60s) is not
+// waited for: the answer is returned as it is. Timeouts and certificate
 // errors are not retried.
+//
+// Rate limit: upstream.rateLimit is one token bucket
+// (golang.org/x/time/rate) per worker, taken by every attempt, retries
+// included. A call waits for it within the job's deadline; when the wait
+// would pass the deadline the job is answered "timeout" at once.
 //
 // A 401 from the upstream discards the token it refused (unless another
 // call already replaced it, and at most once per second portal-wide) and

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/oauth2"
+	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"kafkasend.io/kafkasend/internal/portal/config"
@@ -26,6 +28,10 @@ const UserAgent = "kafkasend-portal"
 
 // maxRedirects is how many same-origin redirects are followed.
 const maxRedirects = 5
+
+// DefaultMaxRetryAfter caps the Retry-After wait when retries.maxRetryAfter
+// is zero.
+const DefaultMaxRetryAfter = 60 * time.Second
 
 // Causes of a call's context ending, told apart in error messages.
 var (
@@ -89,6 +95,9 @@ type Options struct {
 	// RecheckInterval, FailureHoldoff, FetchTimeout); its other fields are
 	// ignored. The zero value means the oauth package's defaults.
 	OAuthTuning oauth.Options
+	// HeaderRecheckInterval is how often upstream.headerFiles are re-read
+	// (default DefaultHeaderRecheckInterval; negative: on every attempt).
+	HeaderRecheckInterval time.Duration
 }
 
 // Executor calls the upstream for jobs. It is safe for concurrent use; one
@@ -99,6 +108,10 @@ type Executor struct {
 	retries     config.Retries
 	timeout     time.Duration
 	static      http.Header
+	files       *fileHeaders
+	forward     map[string]bool
+	limiter     *rate.Limiter
+	maxAfter    time.Duration
 	retryStatus map[int]bool
 	attempts    int
 	transport   *http.Transport
@@ -121,9 +134,26 @@ func New(opts Options) (*Executor, error) {
 	if opts.Upstream.MaxRequestBytes <= 0 || opts.Upstream.MaxResponseBytes <= 0 {
 		return nil, errors.New("creating upstream executor: maxRequestBytes and maxResponseBytes must be positive")
 	}
-	static, err := staticHeaders(opts.Upstream.Headers, opts.OAuth != nil || opts.Tokens != nil)
+	oauthOn := opts.OAuth != nil || opts.Tokens != nil
+	static, err := staticHeaders(opts.Upstream.Headers, oauthOn)
 	if err != nil {
 		return nil, fmt.Errorf("creating upstream executor: %w", err)
+	}
+	forward, err := forwardSet(opts.Upstream.ForwardHeaders)
+	if err != nil {
+		return nil, fmt.Errorf("creating upstream executor: %w", err)
+	}
+	files, err := newFileHeaders(opts.Upstream.HeaderFiles, oauthOn, opts.HeaderRecheckInterval, opts.Log.WithName("header-files"))
+	if err != nil {
+		return nil, fmt.Errorf("creating upstream executor: %w", err)
+	}
+	limiter, err := newLimiter(opts.Upstream.RateLimit)
+	if err != nil {
+		return nil, fmt.Errorf("creating upstream executor: %w", err)
+	}
+	maxAfter := opts.Retries.MaxRetryAfter.Duration
+	if maxAfter == 0 {
+		maxAfter = DefaultMaxRetryAfter
 	}
 	maxInFlight := opts.MaxInFlight
 	if maxInFlight <= 0 {
@@ -141,6 +171,10 @@ func New(opts Options) (*Executor, error) {
 		retries:     opts.Retries,
 		timeout:     opts.Timeouts.Request.Duration,
 		static:      static,
+		files:       files,
+		forward:     forward,
+		limiter:     limiter,
+		maxAfter:    maxAfter,
 		retryStatus: map[int]bool{},
 		attempts:    max(opts.Retries.Attempts, 1),
 		transport:   tr,
@@ -180,19 +214,47 @@ func New(opts Options) (*Executor, error) {
 func staticHeaders(h map[string]string, oauthOn bool) (http.Header, error) {
 	out := http.Header{}
 	for k, v := range h {
-		if !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) {
-			return nil, fmt.Errorf("upstream.headers: invalid header %q", truncate(k, 64))
+		if err := checkConfiguredHeaderName("upstream.headers", k, oauthOn); err != nil {
+			return nil, err
 		}
-		ck := http.CanonicalHeaderKey(k)
-		switch {
-		case ck == "Host" || droppedHeaders[ck] || ck == "Idempotency-Key" || ck == "Traceparent":
-			return nil, fmt.Errorf("upstream.headers: %s is set by the portal and may not be configured", ck)
-		case ck == "Authorization" && oauthOn:
-			return nil, errors.New("upstream.headers: Authorization conflicts with oauth")
+		if !httpguts.ValidHeaderFieldValue(v) {
+			return nil, fmt.Errorf("upstream.headers: invalid value for %q", truncate(k, 64))
 		}
-		out.Set(ck, v)
+		out.Set(k, v)
 	}
 	return out, nil
+}
+
+// checkConfiguredHeaderName applies the rules of upstream.headers and
+// upstream.headerFiles names (field names the setting in errors).
+func checkConfiguredHeaderName(field, k string, oauthOn bool) error {
+	if !httpguts.ValidHeaderFieldName(k) {
+		return fmt.Errorf("%s: invalid header %q", field, truncate(k, 64))
+	}
+	ck := http.CanonicalHeaderKey(k)
+	switch {
+	case ck == "Host" || droppedHeaders[ck] || ck == "Idempotency-Key" || ck == "Traceparent":
+		return fmt.Errorf("%s: %s is set by the portal and may not be configured", field, ck)
+	case ck == "Authorization" && oauthOn:
+		return fmt.Errorf("%s: Authorization conflicts with oauth", field)
+	}
+	return nil
+}
+
+// newLimiter builds the worker's one limiter of upstream calls; nil when
+// there is no rate limit.
+func newLimiter(rl *config.RateLimit) (*rate.Limiter, error) {
+	if rl == nil {
+		return nil, nil
+	}
+	if rl.RequestsPerSecond <= 0 || rl.Burst < 0 {
+		return nil, errors.New("upstream.rateLimit: requestsPerSecond must be positive and burst not negative")
+	}
+	burst := rl.Burst
+	if burst == 0 {
+		burst = max(1, int(math.Ceil(rl.RequestsPerSecond)))
+	}
+	return rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), burst), nil
 }
 
 // Close releases idle connections.
@@ -262,7 +324,7 @@ func (e *Executor) prepare(r *wire.Request) (*call, *Refusal) {
 	if refusal != nil {
 		return nil, refusal
 	}
-	h, refusal := checkHeaders(r.Header)
+	h, refusal := checkHeaders(r.Header, e.forward)
 	if refusal != nil {
 		return nil, refusal
 	}
@@ -321,15 +383,24 @@ func (e *Executor) execute(ctx context.Context, c *call) *wire.Response {
 			out.resp.ErrorMessage = "the upstream refused the OAuth2 token twice (401), also after a refresh"
 			return out.resp
 		}
-		if out.retry == "" || !replayable || attempt >= e.attempts {
+		// A 429 says the upstream did not act on the call: repeated
+		// whatever the method, like a 401.
+		if out.retry == "" || !(replayable || out.resp.Status == http.StatusTooManyRequests) || attempt >= e.attempts {
 			return out.resp
 		}
 		delay := backoff.Step()
-		if out.retryAfter > 0 {
-			delay = out.retryAfter
-		}
 		if mb := e.retries.MaxBackoff.Duration; mb > 0 && delay > mb {
 			delay = mb
+		}
+		if out.retryAfter > 0 {
+			// The server's delay, not the backoff; longer than the cap:
+			// its answer is the job's.
+			if out.retryAfter > e.maxAfter {
+				e.log.V(1).Info("Not retrying: Retry-After over retries.maxRetryAfter", "job", c.id,
+					"status", out.resp.Status, "retryAfter", out.retryAfter, "maxRetryAfter", e.maxAfter)
+				return out.resp
+			}
+			delay = out.retryAfter
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= delay {
 			return out.resp
@@ -349,6 +420,17 @@ func (e *Executor) execute(ctx context.Context, c *call) *wire.Response {
 
 // attempt sends the call once.
 func (e *Executor) attempt(ctx context.Context, c *call) outcome {
+	if e.limiter != nil {
+		// Within the job's context (its deadline), not the request
+		// timeout: waiting for the limiter is not the upstream's time.
+		if err := e.limiter.Wait(ctx); err != nil {
+			if ctx.Err() != nil {
+				return outcome{resp: contextResponse(c.id, ctx, e.timeout)}
+			}
+			return outcome{resp: errorResponse(c.id, wire.ErrorTimeout, http.StatusGatewayTimeout,
+				fmt.Sprintf("the upstream rate limit (%g requests/s) leaves no room for the call before the job deadline", float64(e.limiter.Limit())))}
+		}
+	}
 	if e.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, e.timeout, errRequestTimeout)
@@ -360,6 +442,11 @@ func (e *Executor) attempt(ctx context.Context, c *call) outcome {
 			fmt.Sprintf("building the upstream request: %v", err))}
 	}
 	req.Header = c.header.Clone()
+	if e.files != nil {
+		for k, v := range e.files.current() {
+			req.Header[k] = append([]string(nil), v...)
+		}
+	}
 	var tok *oauth2.Token
 	if e.tokens != nil {
 		tok, err = e.tokens.Token(ctx)
@@ -403,7 +490,9 @@ func (e *Executor) attempt(ctx context.Context, c *call) outcome {
 	}
 	if e.retryStatus[res.StatusCode] {
 		out.retry = "status"
-		out.retryAfter = parseRetryAfter(res.Header.Get("Retry-After"))
+		if res.StatusCode == http.StatusTooManyRequests || res.StatusCode == http.StatusServiceUnavailable {
+			out.retryAfter = parseRetryAfter(res.Header.Get("Retry-After"))
+		}
 	}
 	return out
 }

@@ -24,16 +24,16 @@ func refuse(format string, args ...any) *Refusal {
 	return &Refusal{Reason: fmt.Sprintf(format, args...)}
 }
 
-// allowedMethods are the methods a job may use. CONNECT and extension
-// methods are refused.
+// allowedMethods are the methods a job may use. TRACE, CONNECT and
+// extension methods are refused.
 var allowedMethods = map[string]bool{
 	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
-	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true, http.MethodTrace: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
 }
 
 // idempotentMethods are retried without retries.nonIdempotent (RFC 9110 9.2.2).
 var idempotentMethods = map[string]bool{
-	http.MethodGet: true, http.MethodHead: true, http.MethodOptions: true, http.MethodTrace: true,
+	http.MethodGet: true, http.MethodHead: true, http.MethodOptions: true,
 	http.MethodPut: true, http.MethodDelete: true,
 }
 
@@ -45,8 +45,15 @@ func checkMethod(m string) (string, *Refusal) {
 		return http.MethodGet, nil
 	}
 	if !allowedMethods[m] {
-		if len(m) > 32 || !httpguts.ValidHeaderFieldName(m) {
+		switch {
+		case len(m) > 32 || !httpguts.ValidHeaderFieldName(m):
 			return "", refuse("method is not a valid token")
+		case m == http.MethodTrace:
+			// RFC 9110 9.3.8: the upstream echoes the request it received,
+			// which carries the portal's bearer token and API key headers.
+			return "", refuse("method TRACE is not allowed: the upstream would echo the portal's credentials")
+		case m == http.MethodConnect:
+			return "", refuse("method CONNECT is not allowed: the portal calls its upstream, it does not tunnel")
 		}
 		return "", refuse("method %s is not allowed", m)
 	}
@@ -284,13 +291,55 @@ var (
 	portalHeaders = map[string]bool{
 		"Idempotency-Key": true, "Traceparent": true, "User-Agent": true,
 	}
+	// overrideHeaders make proxies, gateways and frameworks behind the
+	// upstream's address reinterpret a request: rewrite its URL or method,
+	// or trust a client address or original host the job made up. They are
+	// dropped unless upstream.forwardHeaders lists them; so is every header
+	// starting with overridePrefix (X-Forwarded-For, -Host, -Proto, -Port,
+	// -Prefix, -Server, -Uri, -Path, ...).
+	overrideHeaders = map[string]bool{
+		// URL and path rewriting
+		"X-Original-Url": true, "X-Rewrite-Url": true, "X-Override-Url": true, "X-Original-Uri": true,
+		"X-Envoy-Original-Path": true,
+		// method overriding
+		"X-Http-Method-Override": true, "X-Http-Method": true, "X-Method-Override": true,
+		// forwarding and original host
+		"Forwarded": true, "X-Forwarded": true, "X-Host": true, "X-Original-Host": true,
+		"X-Original-Forwarded-For": true,
+		// client address
+		"X-Real-Ip": true, "X-Client-Ip": true, "True-Client-Ip": true, "X-Proxyuser-Ip": true,
+		"X-Originating-Ip": true, "X-Remote-Ip": true, "X-Remote-Addr": true, "X-Cluster-Client-Ip": true,
+		"Client-Ip": true, "Cf-Connecting-Ip": true, "Fastly-Client-Ip": true,
+	}
 )
+
+// overridePrefix starts a family of override headers (canonical form).
+const overridePrefix = "X-Forwarded-"
+
+// isOverrideHeader reports whether a canonical header name is an override
+// header.
+func isOverrideHeader(ck string) bool {
+	return overrideHeaders[ck] || strings.HasPrefix(ck, overridePrefix)
+}
+
+// forwardSet is the canonical form of upstream.forwardHeaders.
+func forwardSet(names []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		if !httpguts.ValidHeaderFieldName(n) {
+			return nil, fmt.Errorf("upstream.forwardHeaders: %q is not a valid header name", truncate(n, 64))
+		}
+		out[http.CanonicalHeaderKey(n)] = true
+	}
+	return out, nil
+}
 
 // checkHeaders validates a job's headers and returns the ones to forward.
 // It refuses invalid names or values (CR, LF, NUL...), Host, Authorization,
 // Cookie and Proxy-* (except the hop-by-hop Proxy-Connection); it drops
-// hop-by-hop headers, Content-Length and every header named in Connection.
-func checkHeaders(h http.Header) (http.Header, *Refusal) {
+// hop-by-hop headers, Content-Length, every header named in Connection and
+// the override headers that forward (canonical names) does not list.
+func checkHeaders(h http.Header, forward map[string]bool) (http.Header, *Refusal) {
 	out := make(http.Header, len(h))
 	listed := map[string]bool{}
 	for k, vs := range h {
@@ -318,7 +367,7 @@ func checkHeaders(h http.Header) (http.Header, *Refusal) {
 		if refusedHeaders[ck] || (strings.HasPrefix(ck, "Proxy-") && ck != "Proxy-Connection") {
 			return nil, refuse("header %s may not be set by a job", ck)
 		}
-		if droppedHeaders[ck] || portalHeaders[ck] || listed[ck] {
+		if droppedHeaders[ck] || portalHeaders[ck] || listed[ck] || (isOverrideHeader(ck) && !forward[ck]) {
 			continue
 		}
 		out[ck] = append(out[ck], vs...)

@@ -122,6 +122,9 @@ func New(opts Options) (*Source, error) {
 	if c.ClientIDFile == "" || c.ClientSecretFile == "" {
 		return nil, errors.New("creating OAuth2 token source: clientIDFile and clientSecretFile are required")
 	}
+	if err := checkTokenURL(c.TokenURL, c.AllowInsecureHTTP); err != nil {
+		return nil, fmt.Errorf("creating OAuth2 token source: %w", err)
+	}
 	style, err := authStyle(c.AuthStyle)
 	if err != nil {
 		return nil, fmt.Errorf("creating OAuth2 token source: %w", err)
@@ -165,6 +168,27 @@ func New(opts Options) (*Source, error) {
 	s.lastCheck = time.Now()
 	s.cur = s.newGeneration(id, secret)
 	return s, nil
+}
+
+// checkTokenURL accepts an absolute https URL, or http when allowInsecure
+// is set: the client secret travels in the token request. The worker
+// configuration checks the same; this is the second line.
+func checkTokenURL(raw string, allowInsecure bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return errors.New("tokenURL must be an absolute https URL")
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return nil
+	case "http":
+		if allowInsecure {
+			return nil
+		}
+		return errors.New("an http tokenURL is refused unless allowInsecureHTTP is set (the client secret would travel in clear text)")
+	default:
+		return fmt.Errorf("tokenURL scheme must be https, not %q", u.Scheme)
+	}
 }
 
 func authStyle(s string) (oauth2.AuthStyle, error) {

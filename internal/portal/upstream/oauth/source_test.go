@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -60,7 +61,10 @@ func credentialFiles(t *testing.T, id, secret string) (string, string) {
 func newSource(t *testing.T, tokenURL string, tune func(*oauth.Options)) *oauth.Source {
 	t.Helper()
 	idf, sf := credentialFiles(t, "id\n", "secret\r\n")
-	o := oauth.Options{Config: config.OAuth{TokenURL: tokenURL, ClientIDFile: idf, ClientSecretFile: sf, AuthStyle: "params"}}
+	o := oauth.Options{Config: config.OAuth{
+		TokenURL: tokenURL, ClientIDFile: idf, ClientSecretFile: sf, AuthStyle: "params",
+		AllowInsecureHTTP: strings.HasPrefix(tokenURL, "http:"), // loopback test endpoints
+	}}
 	if tune != nil {
 		tune(&o)
 	}
@@ -186,6 +190,9 @@ func TestNewRefusesBadSettings(t *testing.T) {
 		},
 		"secret in params":    func(c *config.OAuth) { c.EndpointParams = map[string][]string{"client_secret": {"b"}} },
 		"no credential files": func(c *config.OAuth) { c.ClientIDFile = "" },
+		"http without opt-in": func(c *config.OAuth) { c.TokenURL = "http://token.example/t" },
+		"relative URL":        func(c *config.OAuth) { c.TokenURL = "/token" },
+		"other scheme":        func(c *config.OAuth) { c.TokenURL = "ftp://token.example/t" },
 	} {
 		c := ok
 		mutate(&c)
@@ -196,6 +203,25 @@ func TestNewRefusesBadSettings(t *testing.T) {
 	if _, err := oauth.New(oauth.Options{Config: ok}); err != nil {
 		t.Errorf("New refused a valid configuration: %v", err)
 	}
+	insecure := ok
+	insecure.TokenURL, insecure.AllowInsecureHTTP = "http://token.example/t", true
+	if _, err := oauth.New(oauth.Options{Config: insecure}); err != nil {
+		t.Errorf("New refused an http token URL with allowInsecureHTTP: %v", err)
+	}
+}
+
+// TestHTTPTokenURLNeverSeesTheSecret: without the opt-in, an http token
+// endpoint is refused when the source is built, so the client secret is
+// never sent in clear text, whatever the worker configuration let through.
+func TestHTTPTokenURLNeverSeesTheSecret(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	srv, n := tokenEndpoint(t, 0, false)
+	idf, sf := credentialFiles(t, "id", "s3cret")
+	_, err := oauth.New(oauth.Options{Config: config.OAuth{TokenURL: srv.URL, ClientIDFile: idf, ClientSecretFile: sf}})
+	g.Expect(err).To(MatchError(ContainSubstring("http tokenURL is refused unless allowInsecureHTTP")))
+	g.Expect(err.Error()).NotTo(ContainSubstring("s3cret"))
+	g.Expect(n.Load()).To(BeZero())
 }
 
 func TestCredentialsAreTrimmed(t *testing.T) {
