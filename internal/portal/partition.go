@@ -272,6 +272,21 @@ func (pt *partition) handle(m *sarama.ConsumerMessage) error {
 		err = fmt.Errorf("a %s chunk on the requests topic", c.Type)
 	}
 	if err != nil {
+		var ce *wire.ChunkError
+		if errors.As(err, &ce) && ce.Type == wire.TypeRequest && leased == nil {
+			// A bad chunk of a job we can name: answer it where its
+			// requester listens rather than leave it waiting.
+			route := defaultRoute
+			if ce.RoutingKnown {
+				route = ce.Routing
+			}
+			p.metrics.jobsReceived.Inc()
+			slot := p.slots.TryAcquire(1)
+			f := p.startFlight(pt, assembler.Result{JobID: ce.JobID, Positions: []position{pos}}, 0, "")
+			f.slot = slot
+			p.answerError(f, ce.Kind(), ce, route)
+			return nil
+		}
 		p.deadLetter(pt, m, err)
 		return nil
 	}

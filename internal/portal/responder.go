@@ -136,29 +136,8 @@ func (p *Portal) releaseBytes(f *flight) {
 	}
 }
 
-// errorStatus is the HTTP status an error answer of kind carries.
-func errorStatus(kind wire.ErrorKind) int {
-	switch kind {
-	case wire.ErrorTooLarge:
-		return 413
-	case wire.ErrorTimeout:
-		return 504
-	case wire.ErrorUnreachable, wire.ErrorAuth:
-		return 502
-	case wire.ErrorRejected:
-		return 403
-	case wire.ErrorMalformed, wire.ErrorIncomplete:
-		return 400
-	default:
-		return 500
-	}
-}
-
 func errorResponse(id string, kind wire.ErrorKind, err error) *wire.Response {
-	if kind == wire.ErrorNone {
-		kind = wire.ErrorInternal
-	}
-	return &wire.Response{ID: id, Status: errorStatus(kind), ErrorKind: kind, ErrorMessage: err.Error()}
+	return wire.ErrorResponse(id, kind, err.Error())
 }
 
 // answerError answers a job with an error, where its requester listens

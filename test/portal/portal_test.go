@@ -501,3 +501,60 @@ func readAll(t *testing.T, brokers []string, topic string, n int, timeout time.D
 	}
 	return out
 }
+
+// Chunk-header errors of a record whose job ID can be read are answered,
+// with the status of their kind, not dead-lettered: the requester does not
+// wait for its deadline.
+func TestChunkHeaderErrorsAreAnswered(t *testing.T) {
+	e := newEnv(t, 0, 0, func(c *config.Config) { c.Upstream.MaxRequestBytes = 1 << 20 })
+	e.start(t)
+	set := func(m *sarama.ProducerMessage, key, value string) {
+		for i := range m.Headers {
+			if string(m.Headers[i].Key) == key {
+				m.Headers[i].Value = []byte(value)
+			}
+		}
+	}
+	cases := map[string]func(m *sarama.ProducerMessage){
+		"no chunks":       func(m *sarama.ProducerMessage) { set(m, wire.HeaderChunks, "0") },
+		"index past end":  func(m *sarama.ProducerMessage) { set(m, wire.HeaderChunk, "1") },
+		"size mismatch":   func(m *sarama.ProducerMessage) { set(m, wire.HeaderSize, "999") },
+		"unknown version": func(m *sarama.ProducerMessage) { set(m, wire.HeaderVersion, "2") },
+	}
+	ids := map[string]string{}
+	for name, mutate := range cases {
+		j := job("/fast/"+strings.ReplaceAll(name, " ", "-"), []byte("payload"))
+		msgs, err := wire.RequestMessages(e.requests, wire.NoPartition, j, e.cfg.Kafka.MaxMessageBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mutate(msgs[0])
+		if err := e.req.SendMessages(msgs); err != nil {
+			t.Fatal(err)
+		}
+		ids[j.ID] = name
+	}
+	oversize := job("/fast/oversize", make([]byte, 2<<20))
+	if err := e.req.Send(oversize); err != nil {
+		t.Fatal(err)
+	}
+	all := []string{oversize.ID}
+	for id := range ids {
+		all = append(all, id)
+	}
+	if m := e.col.Wait(all, 20*time.Second); len(m) > 0 {
+		t.Fatalf("not answered: %v", m)
+	}
+	for id, name := range ids {
+		a, _ := e.col.Get(id)
+		if a.Response.ErrorKind != wire.ErrorMalformed || a.Response.Status != http.StatusBadRequest || a.Response.ErrorMessage == "" {
+			t.Errorf("%s: answered %d %s %q, want 400 malformed with a reason", name, a.Response.Status, a.Response.ErrorKind, a.Response.ErrorMessage)
+		}
+		if e.up.callsOf(id) != 0 {
+			t.Errorf("%s reached the upstream", name)
+		}
+	}
+	if a, _ := e.col.Get(oversize.ID); a.Response.ErrorKind != wire.ErrorTooLarge || a.Response.Status != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversize job answered %d %s, want 413 too_large", a.Response.Status, a.Response.ErrorKind)
+	}
+}
