@@ -60,15 +60,6 @@ type flight struct {
 	done     chan struct{}
 }
 
-func (f *flight) hasOffset(o int64) bool {
-	for _, pos := range f.positions {
-		if pos.Offset == o {
-			return true
-		}
-	}
-	return false
-}
-
 // startFlight registers a job that will be answered. It holds a slot.
 func (p *Portal) startFlight(pt *partition, res assembler.Result, bytes int64, leasedFrom string) *flight {
 	started := time.Now()
@@ -187,7 +178,7 @@ func (p *Portal) checkReplyTarget(r wire.Routing) error {
 		return fmt.Errorf("%w: topic %q does not exist", errReplyTarget, topic)
 	}
 	if err != nil {
-		return nil // cannot tell now: the produce path retries and bounds it
+		return nil //nolint:nilerr // cannot tell now: the produce path retries and bounds it
 	}
 	if r.ReplyPartition >= int32(len(parts)) {
 		return fmt.Errorf("%w: partition %d out of range, topic %q has %d", errReplyTarget, r.ReplyPartition, topic, len(parts))
