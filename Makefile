@@ -110,7 +110,7 @@ chaos: ## Kill and restart portal processes and the broker under load; fails on 
 
 ##@ Benchmarks
 
-BENCH_SCENARIOS ?= mixed concurrency throughput overhead large
+BENCH_SCENARIOS ?= mixed concurrency throughput overhead large rebalance
 BENCH_FLAGS ?=
 
 .PHONY: bench

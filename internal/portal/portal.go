@@ -356,6 +356,10 @@ func (p *Portal) Run(ctx context.Context) error {
 		return wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 10 * time.Second}
 	}
 	backoff := newBackoff()
+	go func() {
+		<-ctx.Done()
+		p.ready.Store(false) // stopping: not ready from the first moment
+	}()
 	for ctx.Err() == nil {
 		if err := p.group.Consume(ctx, []string{p.cfg.Topics.Requests}, p); err != nil {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
