@@ -201,7 +201,7 @@ func Default() Config {
 		Kafka: Kafka{
 			InitialOffset: "earliest", MaxMessageBytes: 900 * 1024,
 			SessionTimeout:    metav1.Duration{Duration: 10 * time.Second},
-			HeartbeatInterval: metav1.Duration{Duration: time.Second},
+			HeartbeatInterval: metav1.Duration{Duration: 500 * time.Millisecond},
 			RebalanceProtocol: RebalanceCooperative,
 		},
 		Upstream: Upstream{
