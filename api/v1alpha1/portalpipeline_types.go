@@ -131,10 +131,12 @@ type KafkaSpec struct {
 	// +optional
 	// +kubebuilder:default=Earliest
 	InitialOffset InitialOffset `json:"initialOffset,omitempty"`
-	// Version is the Kafka protocol version the workers speak, e.g. "3.7.0".
-	// Defaults to a version every broker from 2.1 on accepts.
+	// Version is the Kafka protocol version the workers speak, e.g. "3.7.0",
+	// at least 2.1.0 (Kafka 4 brokers refuse older clients). Defaults to
+	// 2.1.0, which every broker from 2.1 on accepts.
 	// +optional
-	// +kubebuilder:validation:Pattern=`^[0-9]+\.[0-9]+\.[0-9]+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^(2\.[1-9][0-9]*\.[0-9]+|([3-9]|[1-9][0-9]+)\.[0-9]+\.[0-9]+)$`
 	Version string `json:"version,omitempty"`
 	// MaxMessageBytes bounds every record a worker produces (one response
 	// chunk with its key and headers). Keep it under the brokers' and the
