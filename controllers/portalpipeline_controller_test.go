@@ -131,8 +131,8 @@ func TestPipelineLifecycle(t *testing.T) {
 	g.Expect(d.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue()).To(BeZero(), "a rollout never stops a worker before its replacement is ready")
 	g.Expect(d.Spec.Strategy.RollingUpdate.MaxSurge.IntValue()).To(Equal(1))
 	mem := d.Spec.Template.Spec.Containers[0].Resources.Limits.Memory()
-	g.Expect(mem.Value()).To(Equal(int64(640<<20)), "512Mi byte budget + 128Mi worker overhead")
-	g.Expect(d.Spec.Template.Spec.Containers[0].Env).To(ContainElement(corev1.EnvVar{Name: "GOMEMLIMIT", Value: "576MiB"}))
+	g.Expect(mem.Value()).To(Equal(int64(613<<20)), "512Mi byte budget + 64Mi response + 100 calls + base")
+	g.Expect(d.Spec.Template.Spec.Containers[0].Env).To(ContainElement(corev1.EnvVar{Name: "GOMEMLIMIT", Value: "551MiB"}))
 	g.Expect(d.Spec.Template.Spec.Containers[0].Image).To(Equal(workerImage))
 	hash := d.Spec.Template.Annotations[ConfigHashAnnotation]
 	g.Expect(hash).NotTo(BeEmpty())

@@ -263,11 +263,15 @@ func TestTerminationGraceAndResources(t *testing.T) {
 	p.Spec.Timeouts.Drain = &metav1.Duration{Duration: 20 * time.Second}
 	g.Expect(TerminationGracePeriod(p)).To(Equal(int64(125)))
 
+	// Defaults: 512Mi held + 64Mi response + 100 calls x 48Ki + 32Mi.
+	g.Expect(WorkerMemory(p)).To(Equal(int64(613 << 20)))
 	p.Spec.Concurrency.MaxBytes = ptr.To(resource.MustParse("1Gi"))
+	p.Spec.Concurrency.MaxInFlight = 1000
+	p.Spec.Upstream.MaxResponseBytes = ptr.To(resource.MustParse("16Mi"))
 	r := WorkerResources(p)
-	g.Expect(r.Limits.Memory().Value()).To(Equal(int64(1<<30 + 128<<20)))
+	g.Expect(r.Limits.Memory().Value()).To(Equal(int64((1024 + 16 + 47 + 32) << 20)), "1000 x 48Ki = 46.9Mi, rounded up")
 	g.Expect(r.Requests.Memory().Value()).To(Equal(r.Limits.Memory().Value()))
-	g.Expect(goMemLimit(r)).To(Equal("1036MiB"))
+	g.Expect(goMemLimit(r)).To(Equal("1007MiB"))
 	p.Spec.Worker.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}
 	g.Expect(goMemLimit(WorkerResources(p))).To(BeEmpty(), "no limit, no GOMEMLIMIT")
 }

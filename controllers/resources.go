@@ -44,10 +44,12 @@ const (
 	// graceHeadroom is added to request + drain for the last answers,
 	// commits and hand-over records of a stopping worker.
 	graceHeadroom = 15 * time.Second
-	// workerOverheadBytes is the worker's memory besides the request bytes
-	// it holds (concurrency.maxBytes): Go runtime, Kafka client buffers,
-	// response chunks in flight. See docs/scaling.md for the measurement.
-	workerOverheadBytes = 128 << 20
+	// The worker's memory besides the request bytes it holds
+	// (concurrency.maxBytes), from the figures in docs/benchmarks.md: about
+	// 22 MiB idle, about 42 KiB per in-flight call, and one response body
+	// being answered. See docs/scaling.md.
+	workerBaseBytes        = 32 << 20
+	workerPerInFlightBytes = 48 << 10
 )
 
 // childName is the name of every object a pipeline owns.
@@ -368,14 +370,26 @@ func TerminationGracePeriod(p *v1.PortalPipeline) int64 {
 	return int64((d + time.Second - 1) / time.Second)
 }
 
+// WorkerMemory is the memory a worker needs at most: the request bytes it
+// may hold (concurrency.maxBytes), one response body
+// (upstream.maxResponseBytes), its in-flight calls and its base, rounded up
+// to a MiB.
+func WorkerMemory(p *v1.PortalPipeline) int64 {
+	b := p.Spec.Concurrency.EffectiveMaxBytes() +
+		v1.QuantityOr(p.Spec.Upstream.MaxResponseBytes, v1.DefaultMaxResponseBytes) +
+		int64(p.Spec.Concurrency.EffectiveMaxInFlight())*workerPerInFlightBytes +
+		workerBaseBytes
+	return roundUpMi(b)
+}
+
 // WorkerResources are the worker container's resources: spec.worker.resources
-// when set, else a memory request and limit of concurrency.maxBytes plus the
-// worker's own overhead, and a CPU request.
+// when set, else a memory request and limit of WorkerMemory and a CPU
+// request.
 func WorkerResources(p *v1.PortalPipeline) corev1.ResourceRequirements {
 	if r := p.Spec.Worker.Resources; r != nil {
 		return *r.DeepCopy()
 	}
-	mem := resource.NewQuantity(roundUpMi(p.Spec.Concurrency.EffectiveMaxBytes()+workerOverheadBytes), resource.BinarySI)
+	mem := resource.NewQuantity(WorkerMemory(p), resource.BinarySI)
 	return corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: *mem},
 		Limits:   corev1.ResourceList{corev1.ResourceMemory: *mem},
