@@ -269,7 +269,7 @@ func TestTerminationGraceAndResources(t *testing.T) {
 	p.Spec.Concurrency.MaxInFlight = 1000
 	p.Spec.Upstream.MaxResponseBytes = ptr.To(resource.MustParse("16Mi"))
 	r := WorkerResources(p)
-	g.Expect(r.Limits.Memory().Value()).To(Equal(int64((1024 + 16 + 47 + 32) << 20)), "1000 x 48Ki = 46.9Mi, rounded up")
+	g.Expect(r.Limits.Memory().Value()).To(Equal(int64((1024+16+47+32)<<20)), "1000 x 48Ki = 46.9Mi, rounded up")
 	g.Expect(r.Requests.Memory().Value()).To(Equal(r.Limits.Memory().Value()))
 	g.Expect(goMemLimit(r)).To(Equal("1007MiB"))
 	p.Spec.Worker.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}

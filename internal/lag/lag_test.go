@@ -15,9 +15,9 @@ import (
 func TestOfCountsAnsweredAndHandedOverJobs(t *testing.T) {
 	lease := offsets.Lease{Holder: "w-1", Expires: time.Now().Add(time.Minute), Offsets: []offsets.Range{{First: 110, Last: 111}}}
 	cases := []struct {
-		name                                      string
-		end, committed                            int64
-		commit                                    offsets.Commit
+		name                                     string
+		end, committed                           int64
+		commit                                   offsets.Commit
 		lag, answered, handedOver, backlog, unrd int64
 	}{
 		// One long call at 100, 20,000 fast jobs answered behind it.
