@@ -39,6 +39,9 @@ type LagSource interface {
 // defaultClients is shared by every KafkaLagSource without a cache of its own.
 var defaultClients = &lag.ClientCache{}
 
+// busyMeasurements holds the measurements under way, by cluster, group and topic.
+var busyMeasurements sync.Map
+
 // KafkaLagSource measures through one cached sarama client per Kafka
 // cluster and identity.
 type KafkaLagSource struct {
@@ -73,6 +76,12 @@ func (k KafkaLagSource) Lag(ctx context.Context, t LagTarget) (lag.Result, error
 	cr := t.Credentials
 	key := lag.Key(t.Brokers, string(settings), cr.CA, cr.Cert, cr.Key, []byte(cr.Username), []byte(cr.Password))
 
+	// One measurement per pipeline target at a time: one that outlived
+	// its timeout (a hanging broker) must end before the next starts.
+	busyKey := key + "\x00" + t.Group + "\x00" + t.Topic
+	if _, running := busyMeasurements.LoadOrStore(busyKey, true); running {
+		return lag.Result{}, fmt.Errorf("measuring backlog: the previous measurement against %s has not returned yet", strings.Join(t.Brokers, ","))
+	}
 	type result struct {
 		r   lag.Result
 		err error
@@ -81,6 +90,7 @@ func (k KafkaLagSource) Lag(ctx context.Context, t LagTarget) (lag.Result, error
 	// sarama calls do not take a context: run them aside so that the
 	// timeout holds even when a broker does not answer.
 	go func() {
+		defer busyMeasurements.Delete(busyKey)
 		c, release, err := clients.Get(key, t.Brokers, cfg)
 		if err != nil {
 			done <- result{err: fmt.Errorf("connecting to %s: %w", strings.Join(t.Brokers, ","), err)}

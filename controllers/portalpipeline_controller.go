@@ -125,7 +125,7 @@ func (r *PortalPipelineReconciler) emitEvents(before, after *v1.PortalPipeline) 
 		return
 	}
 	if was := meta.FindStatusCondition(before.Status.Conditions, v1.ConditionDegraded); was != nil &&
-		was.Status == now.Status && was.Reason == now.Reason && was.Message == now.Message {
+		was.Status == now.Status && was.Reason == now.Reason {
 		return
 	}
 	r.Recorder.Eventf(after, nil, corev1.EventTypeWarning, now.Reason, "Reconcile", "%s", now.Message)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"golang.org/x/sync/singleflight"
 )
 
 // ClientCache shares one sarama client per Kafka cluster and identity
@@ -25,6 +26,9 @@ type ClientCache struct {
 
 	mu      sync.Mutex
 	clients map[string]*cachedClient
+	// connecting makes concurrent Gets of one key share one connection
+	// attempt: a hanging cluster gets one attempt at a time, not one per poll.
+	connecting singleflight.Group
 }
 
 type cachedClient struct {
@@ -62,22 +66,33 @@ func (c *ClientCache) Get(key string, brokers []string, cfg *sarama.Config) (cli
 		// Connect outside the lock: an unreachable cluster must not hold
 		// up the others.
 		c.mu.Unlock()
-		newClient := c.NewClient
-		if newClient == nil {
-			newClient = sarama.NewClient
-		}
-		cl, err := newClient(brokers, cfg)
+		v, err, _ := c.connecting.Do(key, func() (any, error) {
+			newClient := c.NewClient
+			if newClient == nil {
+				newClient = sarama.NewClient
+			}
+			cl, err := newClient(brokers, cfg)
+			if err != nil {
+				return nil, err
+			}
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if c.clients == nil {
+				c.clients = map[string]*cachedClient{}
+			}
+			if other := c.clients[key]; other != nil && !other.client.Closed() {
+				_ = cl.Close()
+				return other, nil
+			}
+			e := &cachedClient{client: cl}
+			c.clients[key] = e
+			return e, nil
+		})
 		if err != nil {
 			return nil, nil, err
 		}
+		e = v.(*cachedClient)
 		c.mu.Lock()
-		if other := c.clients[key]; other != nil && !other.client.Closed() {
-			_ = cl.Close()
-			e = other
-		} else {
-			e = &cachedClient{client: cl}
-			c.clients[key] = e
-		}
 	}
 	e.refs++
 	c.mu.Unlock()
