@@ -56,6 +56,7 @@ func produceTo(t *testing.T, topic string, partition int32, n int) {
 	c.Producer.Partitioner = sarama.NewManualPartitioner
 	c.Producer.Return.Errors = true
 	c.Producer.Flush.Messages = 500
+	c.Producer.Flush.Frequency = 10 * time.Millisecond
 	p, err := sarama.NewAsyncProducer(brokers, c)
 	if err != nil {
 		t.Fatal(err)
