@@ -297,10 +297,11 @@ func (lp *lagPoller) record(key types.NamespacedName, res lag.Result, err error,
 	if prev == nil {
 		return true
 	}
+	a, b := prev.res, r.res
 	return (prev.err == nil) != (err == nil) ||
 		(err != nil && prev.err.Error() != err.Error()) ||
-		prev.res.Lag != res.Lag || prev.res.Backlog != res.Backlog || prev.res.Partitions != res.Partitions ||
-		prev.res.HandedOver != res.HandedOver || prev.res.Unconsumed != res.Unconsumed
+		a.Lag != b.Lag || a.Backlog != b.Backlog || a.Partitions != b.Partitions ||
+		a.HandedOver != b.HandedOver || a.Unconsumed != b.Unconsumed
 }
 
 // lagTarget is the measurement a pipeline needs, with the credentials
