@@ -127,7 +127,12 @@ func TestPipelineLifecycle(t *testing.T) {
 
 	d := get(g, ns, name, &appsv1.Deployment{})
 	g.Expect(*d.Spec.Replicas).To(Equal(int32(2)))
-	g.Expect(*d.Spec.Template.Spec.TerminationGracePeriodSeconds).To(Equal(int64(75)), "drain 60s + 15s")
+	g.Expect(*d.Spec.Template.Spec.TerminationGracePeriodSeconds).To(Equal(int64(975)), "request 15m + drain 60s + 15s")
+	g.Expect(d.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue()).To(BeZero(), "a rollout never stops a worker before its replacement is ready")
+	g.Expect(d.Spec.Strategy.RollingUpdate.MaxSurge.IntValue()).To(Equal(1))
+	mem := d.Spec.Template.Spec.Containers[0].Resources.Limits.Memory()
+	g.Expect(mem.Value()).To(Equal(int64(613<<20)), "512Mi byte budget + 64Mi response + 100 calls + base")
+	g.Expect(d.Spec.Template.Spec.Containers[0].Env).To(ContainElement(corev1.EnvVar{Name: "GOMEMLIMIT", Value: "551MiB"}))
 	g.Expect(d.Spec.Template.Spec.Containers[0].Image).To(Equal(workerImage))
 	hash := d.Spec.Template.Annotations[ConfigHashAnnotation]
 	g.Expect(hash).NotTo(BeEmpty())
@@ -166,7 +171,7 @@ func TestPipelineLifecycle(t *testing.T) {
 		g.Expect(cfg.Concurrency.MaxInFlight).To(Equal(500))
 		d := get(g, ns, name, &appsv1.Deployment{})
 		g.Expect(d.Spec.Template.Annotations[ConfigHashAnnotation]).NotTo(Equal(hash))
-		g.Expect(*d.Spec.Template.Spec.TerminationGracePeriodSeconds).To(Equal(int64(135)))
+		g.Expect(*d.Spec.Template.Spec.TerminationGracePeriodSeconds).To(Equal(int64(900 + 120 + 15)))
 	}, timeout, interval).Should(Succeed())
 
 	// Deleting the pipeline lets the garbage collector remove every child.
@@ -271,7 +276,7 @@ func TestScaleSubresource(t *testing.T) {
 	ns := newNamespace(t)
 	g.Expect(k8sClient.Create(ctx, oauthSecret(ns))).To(Succeed())
 	p := newPipeline(ns, "scaled")
-	p.Spec.Scaling.Enabled = ptr.To(false)
+	p.Spec.Scaling.Mode = kafkasendv1alpha1.ScalingManual
 	g.Expect(k8sClient.Create(ctx, p)).To(Succeed())
 	g.Eventually(func(g Gomega) { get(g, ns, "scaled-portal", &appsv1.Deployment{}) }, timeout, interval).Should(Succeed())
 
@@ -328,7 +333,7 @@ func TestAutoscalesOnConsumerLag(t *testing.T) {
 	p := newPipeline(ns, "lagging")
 	p.Spec.Topics.Requests = topic
 	p.Spec.Scaling = kafkasendv1alpha1.ScalingSpec{
-		MinReplicas: ptr.To[int32](0), MaxReplicas: 3, TargetLagPerReplica: 10,
+		MinReplicas: ptr.To[int32](0), MaxReplicas: 3, TargetBacklogPerReplica: ptr.To[int64](10),
 		PollInterval:                 &metav1.Duration{Duration: time.Second},
 		ScaleDownStabilizationWindow: &metav1.Duration{Duration: 0},
 	}
@@ -350,6 +355,7 @@ func TestAutoscalesOnConsumerLag(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		cur := get(g, ns, "lagging", &kafkasendv1alpha1.PortalPipeline{})
 		g.Expect(cur.Status.ConsumerLag).To(HaveValue(Equal(int64(25))))
+		g.Expect(cur.Status.Backlog).To(HaveValue(Equal(int64(25))), "nothing answered yet")
 		g.Expect(cur.Status.DesiredReplicas).To(Equal(int32(3)))
 		g.Expect(cur.Spec.Replicas).To(HaveValue(Equal(int32(3))), "written through the scale subresource")
 		d := get(g, ns, "lagging-portal", &appsv1.Deployment{})
@@ -381,6 +387,10 @@ func TestUnreachableKafkaIsReported(t *testing.T) {
 		g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
 		g.Expect(c.Reason).To(Equal(ReasonLagUnavailable))
 		g.Expect(cur.Status.DesiredReplicas).To(Equal(int32(1)), "holds the minimum while lag is unknown")
+		k := meta.FindStatusCondition(cur.Status.Conditions, kafkasendv1alpha1.ConditionKafkaReachable)
+		g.Expect(k).NotTo(BeNil())
+		g.Expect(k.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(k.Message).To(ContainSubstring("127.0.0.1:1"))
 	}, timeout, interval).Should(Succeed())
 }
 

@@ -1,214 +1,59 @@
 package controllers
 
 import (
-	"context"
-	"fmt"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/IBM/sarama"
 	"k8s.io/apimachinery/pkg/types"
 
-	kafkasendv1alpha1 "kafkasend.io/kafkasend/api/v1alpha1"
-	"kafkasend.io/kafkasend/internal/kafkaconf"
-	"kafkasend.io/kafkasend/internal/lag"
+	v1 "kafkasend.io/kafkasend/api/v1alpha1"
 )
-
-// LagSource measures the consumer lag of a pipeline's group on its requests topic.
-type LagSource interface {
-	Lag(ctx context.Context, p *kafkasendv1alpha1.PortalPipeline, creds kafkaconf.Credentials) (lag.Result, error)
-}
-
-// KafkaLagSource measures lag with a short-lived sarama client per call.
-type KafkaLagSource struct {
-	// Timeout bounds one measurement (default 10s).
-	Timeout time.Duration
-}
-
-// Lag implements LagSource.
-func (k KafkaLagSource) Lag(ctx context.Context, p *kafkasendv1alpha1.PortalPipeline, creds kafkaconf.Credentials) (lag.Result, error) {
-	timeout := k.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	ks := p.Spec.Kafka
-	opts := kafkaconf.Options{
-		Version:     ks.Version,
-		ClientID:    "kafkasend-operator",
-		TLS:         ks.TLS != nil,
-		DialTimeout: timeout / 3,
-	}
-	if ks.SASL != nil {
-		opts.SASLMechanism = string(ks.SASL.Mechanism)
-	}
-	cfg, err := kafkaconf.New(opts, creds)
-	if err != nil {
-		return lag.Result{}, err
-	}
-	cfg.Metadata.Retry.Max = 1
-	cfg.Metadata.Retry.Backoff = 100 * time.Millisecond
-	cfg.Metadata.Full = false
-	type result struct {
-		r   lag.Result
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		c, err := sarama.NewClient(ks.BootstrapServers, cfg)
-		if err != nil {
-			done <- result{err: fmt.Errorf("connecting to %s: %w", strings.Join(ks.BootstrapServers, ","), err)}
-			return
-		}
-		defer c.Close()
-		r, err := lag.Measure(ctx, c, ConsumerGroup(p), p.Spec.Topics.Requests, ks.InitialOffset != kafkasendv1alpha1.InitialOffsetLatest)
-		done <- result{r, err}
-	}()
-	select {
-	case res := <-done:
-		return res.r, res.err
-	case <-ctx.Done():
-		return lag.Result{}, fmt.Errorf("measuring lag: %w", ctx.Err())
-	}
-}
-
-// lagObservation is the lag the status reports.
-type lagObservation struct {
-	total      int64
-	partitions int32
-	at         time.Time
-}
-
-// lagMemo remembers the last measurement per pipeline so that reconciles
-// triggered by child updates do not query Kafka more often than the poll
-// interval.
-type lagMemo struct {
-	mu   sync.Mutex
-	last map[types.NamespacedName]lagMemoEntry
-}
-
-type lagMemoEntry struct {
-	obs *lagObservation
-	err error
-	at  time.Time
-}
-
-func (m *lagMemo) get(key types.NamespacedName, now time.Time, maxAge time.Duration) (lagMemoEntry, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	e, ok := m.last[key]
-	if !ok || now.Sub(e.at) >= maxAge {
-		return lagMemoEntry{}, false
-	}
-	return e, true
-}
-
-func (m *lagMemo) put(key types.NamespacedName, e lagMemoEntry) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.last == nil {
-		m.last = map[types.NamespacedName]lagMemoEntry{}
-	}
-	m.last[key] = e
-}
-
-func (m *lagMemo) forget(key types.NamespacedName) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.last, key)
-}
-
-// measureLag returns the pipeline's lag, measured at most once per poll interval.
-func (r *PortalPipelineReconciler) measureLag(ctx context.Context, p *kafkasendv1alpha1.PortalPipeline, files map[string][]byte) (*lagObservation, error) {
-	if r.Lag == nil {
-		return nil, nil
-	}
-	key := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
-	now := r.now()
-	interval := durationOr(p.Spec.Scaling.PollInterval, 30*time.Second)
-	if e, ok := r.lagMemo.get(key, now, interval); ok {
-		return e.obs, e.err
-	}
-	creds := kafkaconf.Credentials{
-		CA:       files["kafka/ca.crt"],
-		Cert:     files["kafka/tls.crt"],
-		Key:      files["kafka/tls.key"],
-		Username: strings.TrimRight(string(files["kafka/sasl-username"]), "\r\n"),
-		Password: strings.TrimRight(string(files["kafka/sasl-password"]), "\r\n"),
-	}
-	res, err := r.Lag.Lag(ctx, p, creds)
-	e := lagMemoEntry{at: now, err: err}
-	if err == nil {
-		e.obs = &lagObservation{total: res.Total, partitions: res.Partitions, at: now}
-	}
-	r.lagMemo.put(key, e)
-	return e.obs, e.err
-}
-
-// desiredReplicas decides the worker count: spec.replicas when autoscaling
-// is off, else the autoscaler's answer from the lag. It reports whether the
-// count differs from spec.replicas (which the caller then updates through the
-// scale subresource).
-func (r *PortalPipelineReconciler) desiredReplicas(p *kafkasendv1alpha1.PortalPipeline, l *lagObservation) (int32, bool) {
-	var have int32 = -1
-	if p.Spec.Replicas != nil {
-		have = *p.Spec.Replicas
-	}
-	if !autoscaling(p) {
-		return max(have, 0), false
-	}
-	key := types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
-	want := r.scaler.recommend(key, scaleInput{
-		now: r.now(), current: have, lag: l,
-		min: minReplicas(p), max: maxReplicas(p),
-		target: targetLag(p),
-		window: durationOr(p.Spec.Scaling.ScaleDownStabilizationWindow, 5*time.Minute),
-	})
-	return want, want != have
-}
-
-func autoscaling(p *kafkasendv1alpha1.PortalPipeline) bool {
-	return p.Spec.Scaling.Enabled == nil || *p.Spec.Scaling.Enabled
-}
-
-func minReplicas(p *kafkasendv1alpha1.PortalPipeline) int32 {
-	if p.Spec.Scaling.MinReplicas == nil {
-		return 1
-	}
-	return *p.Spec.Scaling.MinReplicas
-}
-
-func maxReplicas(p *kafkasendv1alpha1.PortalPipeline) int32 {
-	if p.Spec.Scaling.MaxReplicas <= 0 {
-		return max(10, minReplicas(p))
-	}
-	return p.Spec.Scaling.MaxReplicas
-}
-
-func targetLag(p *kafkasendv1alpha1.PortalPipeline) int64 {
-	if p.Spec.Scaling.TargetLagPerReplica <= 0 {
-		return 100
-	}
-	return p.Spec.Scaling.TargetLagPerReplica
-}
 
 // scaleInput is what one autoscaling decision looks at.
 type scaleInput struct {
 	now time.Time
-	// current is the Deployment's replica count, -1 when there is none yet.
-	current  int32
-	lag      *lagObservation
-	min, max int32
-	target   int64
-	window   time.Duration
+	// current is spec.replicas, -1 when unset.
+	current int32
+	// backlog is the jobs waiting or in flight; partitions the topic's
+	// partition count; known is false when no measurement exists.
+	known      bool
+	backlog    int64
+	partitions int32
+	min, max   int32
+	// target is the backlog one replica carries.
+	target int64
+	// activation is the backlog above which a pipeline at zero starts.
+	activation int64
+	window     time.Duration
 }
 
-// autoscaler turns lag into a replica count: ceil(lag / target), clamped to
-// [min, max] and to the partition count (more consumers than partitions sit
-// idle), raised at once, and lowered only to the highest recommendation of
-// the stabilization window.
+// rawRecommendation is the count the backlog alone asks for:
+// ceil(backlog / target), within [min, max] and at most one replica per
+// partition; zero (when min allows it) only when nothing waits, and a
+// pipeline at zero starts only above the activation threshold.
+func rawRecommendation(in scaleInput) int32 {
+	if !in.known {
+		// Backlog unknown: hold what runs; start new pipelines at their minimum.
+		if in.current >= 0 {
+			return min(max(in.current, in.min), in.max)
+		}
+		return max(in.min, 1)
+	}
+	want := int64(0)
+	if in.backlog > 0 {
+		want = (in.backlog + in.target - 1) / in.target
+	}
+	if in.current <= 0 && in.backlog <= in.activation {
+		want = 0
+	}
+	if in.partitions > 0 && want > int64(in.partitions) {
+		want = int64(in.partitions)
+	}
+	return int32(min(max(want, int64(in.min)), int64(in.max)))
+}
+
+// autoscaler turns the backlog into a replica count, raised at once and
+// lowered only to the highest recommendation of the stabilization window.
 type autoscaler struct {
 	mu      sync.Mutex
 	history map[types.NamespacedName][]recommendation
@@ -217,25 +62,6 @@ type autoscaler struct {
 type recommendation struct {
 	at       time.Time
 	replicas int32
-}
-
-// rawRecommendation is the count the lag alone asks for.
-func rawRecommendation(in scaleInput) int32 {
-	if in.lag == nil {
-		// Lag unknown: hold what runs; start new pipelines at their minimum.
-		if in.current >= 0 {
-			return min(max(in.current, in.min), in.max)
-		}
-		return max(in.min, 1)
-	}
-	want := int64(0)
-	if in.lag.total > 0 {
-		want = (in.lag.total + in.target - 1) / in.target
-	}
-	if in.lag.partitions > 0 && want > int64(in.lag.partitions) {
-		want = int64(in.lag.partitions)
-	}
-	return int32(min(max(want, int64(in.min)), int64(in.max)))
 }
 
 func (a *autoscaler) recommend(key types.NamespacedName, in scaleInput) int32 {
@@ -268,4 +94,23 @@ func (a *autoscaler) forget(key types.NamespacedName) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.history, key)
+}
+
+// scaleInputFor builds the autoscaler's input from the spec and the last
+// backlog reading.
+func scaleInputFor(p *v1.PortalPipeline, r *lagReading, now time.Time) scaleInput {
+	in := scaleInput{
+		now: now, current: -1,
+		min: p.Spec.Scaling.EffectiveMinReplicas(), max: p.Spec.Scaling.EffectiveMaxReplicas(),
+		target:     p.EffectiveTargetBacklog(),
+		activation: p.Spec.Scaling.ActivationBacklog,
+		window:     v1.DurationOr(p.Spec.Scaling.ScaleDownStabilizationWindow, v1.DefaultScaleDownWindow),
+	}
+	if p.Spec.Replicas != nil {
+		in.current = *p.Spec.Replicas
+	}
+	if r != nil && r.err == nil {
+		in.known, in.backlog, in.partitions = true, r.res.Backlog, r.res.Partitions
+	}
+	return in
 }

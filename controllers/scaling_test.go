@@ -9,23 +9,28 @@ import (
 )
 
 func TestRawRecommendation(t *testing.T) {
-	lag := func(total int64, parts int32) *lagObservation {
-		return &lagObservation{total: total, partitions: parts}
+	at := func(backlog int64, parts int32) scaleInput {
+		return scaleInput{known: true, backlog: backlog, partitions: parts, current: 1, min: 0, max: 5, target: 100}
 	}
+	with := func(in scaleInput, f func(*scaleInput)) scaleInput { f(&in); return in }
 	cases := []struct {
 		name string
 		in   scaleInput
 		want int32
 	}{
-		{"no lag scales to min", scaleInput{lag: lag(0, 6), min: 0, max: 5, target: 100}, 0},
-		{"no lag keeps min", scaleInput{lag: lag(0, 6), min: 2, max: 5, target: 100}, 2},
-		{"rounds up", scaleInput{lag: lag(101, 6), min: 0, max: 5, target: 100}, 2},
-		{"capped by max", scaleInput{lag: lag(10_000, 12), min: 1, max: 5, target: 100}, 5},
-		{"capped by partitions", scaleInput{lag: lag(10_000, 3), min: 1, max: 10, target: 100}, 3},
-		{"min wins over partitions", scaleInput{lag: lag(10_000, 2), min: 4, max: 10, target: 100}, 4},
-		{"unknown lag holds current", scaleInput{current: 4, min: 1, max: 10, target: 100}, 4},
-		{"unknown lag clamps current", scaleInput{current: 40, min: 1, max: 10, target: 100}, 10},
-		{"unknown lag starts at one", scaleInput{current: -1, min: 0, max: 10, target: 100}, 1},
+		{"nothing waiting scales to min 0", at(0, 6), 0},
+		{"nothing waiting keeps min", with(at(0, 6), func(in *scaleInput) { in.min = 2 }), 2},
+		{"one long call behind answered jobs needs one replica", at(1, 6), 1},
+		{"rounds up against a replica's capacity", at(101, 6), 2},
+		{"capped by max", with(at(10_000, 12), func(in *scaleInput) { in.min = 1 }), 5},
+		{"capped by partitions", with(at(2_000, 3), func(in *scaleInput) { in.max = 10 }), 3},
+		{"min wins over partitions", with(at(10_000, 2), func(in *scaleInput) { in.min, in.max = 4, 10 }), 4},
+		{"at zero, a backlog at the activation threshold stays at zero", with(at(5, 6), func(in *scaleInput) { in.current, in.activation = 0, 5 }), 0},
+		{"at zero, a backlog above the activation threshold starts", with(at(6, 6), func(in *scaleInput) { in.current, in.activation = 0, 5 }), 1},
+		{"running, the activation threshold does not apply", with(at(3, 6), func(in *scaleInput) { in.activation = 5 }), 1},
+		{"unknown backlog holds current", scaleInput{current: 4, min: 1, max: 10, target: 100}, 4},
+		{"unknown backlog clamps current", scaleInput{current: 40, min: 1, max: 10, target: 100}, 10},
+		{"unknown backlog starts at one", scaleInput{current: -1, min: 0, max: 10, target: 100}, 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -39,8 +44,8 @@ func TestScaleDownWaitsForTheWindowButScaleUpDoesNot(t *testing.T) {
 	var a autoscaler
 	key := types.NamespacedName{Namespace: "ns", Name: "p"}
 	t0 := time.Unix(1_000_000, 0)
-	in := func(at time.Duration, current int32, total int64) scaleInput {
-		return scaleInput{now: t0.Add(at), current: current, lag: &lagObservation{total: total, partitions: 10},
+	in := func(at time.Duration, current int32, backlog int64) scaleInput {
+		return scaleInput{now: t0.Add(at), current: current, known: true, backlog: backlog, partitions: 10,
 			min: 1, max: 10, target: 10, window: time.Minute}
 	}
 	g.Expect(a.recommend(key, in(0, 1, 35))).To(Equal(int32(4)), "up at once")

@@ -14,12 +14,6 @@ import (
 	kafkasendv1alpha1 "kafkasend.io/kafkasend/api/v1alpha1"
 )
 
-// Condition reasons about referenced Secrets.
-const (
-	ReasonSecretNotFound    = "SecretNotFound"
-	ReasonSecretKeyNotFound = "SecretKeyNotFound"
-)
-
 // secretProblem is a referenced Secret or key that is not there.
 type secretProblem struct {
 	Reason  string
@@ -29,8 +23,10 @@ type secretProblem struct {
 // checkSecrets verifies that every Secret key the pipeline references exists
 // and returns a digest of the values the worker cannot reload by itself,
 // and the content of each mounted file.
-// The OAuth client credentials are excluded from the digest: the worker
-// re-reads them, so rotating them does not restart the pods.
+// The OAuth client credentials and header values are excluded from the
+// digest: the worker re-reads them, so rotating them does not restart the
+// pods. c should be an uncached reader (the manager's API reader): the
+// operator caches Secret metadata only, never Secret data.
 func checkSecrets(ctx context.Context, c client.Reader, p *kafkasendv1alpha1.PortalPipeline) (string, map[string][]byte, *secretProblem, error) {
 	h := sha256.New()
 	secrets := map[string]*corev1.Secret{}
@@ -68,9 +64,9 @@ func checkSecrets(ctx context.Context, c client.Reader, p *kafkasendv1alpha1.Por
 	}
 	switch {
 	case len(missing) > 0:
-		return "", nil, &secretProblem{ReasonSecretNotFound, "Secret not found: " + strings.Join(missing, ", ")}, nil
+		return "", nil, &secretProblem{kafkasendv1alpha1.ReasonSecretNotFound, "Secret not found: " + strings.Join(missing, ", ")}, nil
 	case len(missingKeys) > 0:
-		return "", nil, &secretProblem{ReasonSecretKeyNotFound, "Missing " + strings.Join(missingKeys, ", ")}, nil
+		return "", nil, &secretProblem{kafkasendv1alpha1.ReasonSecretKeyNotFound, "Missing " + strings.Join(missingKeys, ", ")}, nil
 	}
 	return hex.EncodeToString(h.Sum(nil)), files, nil, nil
 }

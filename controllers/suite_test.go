@@ -3,16 +3,19 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rcrowley/go-metrics"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -39,7 +42,36 @@ var (
 	brokers   []string
 	// envtestSkip is why the envtest tests cannot run here, if they cannot.
 	envtestSkip string
+	// secretGets records every Secret the operator reads.
+	secretGets = &countingReader{}
+	// metricsPort is where the suite's reconciler reads workers' /metrics
+	// (on their pod IPs); tests listen there on loopback addresses.
+	testMetricsPort int
+	// suiteReconciler is the reconciler the manager runs.
+	suiteReconciler *PortalPipelineReconciler
 )
+
+// countingReader records the Secrets read through it.
+type countingReader struct {
+	client.Reader
+	mu   sync.Mutex
+	gets []client.ObjectKey
+}
+
+func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*corev1.Secret); ok {
+		c.mu.Lock()
+		c.gets = append(c.gets, key)
+		c.mu.Unlock()
+	}
+	return c.Reader.Get(ctx, key, obj, opts...)
+}
+
+func (c *countingReader) secretsRead() []client.ObjectKey {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]client.ObjectKey(nil), c.gets...)
+}
 
 const workerImage = "kafkasend/portal:test"
 
@@ -113,10 +145,21 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "creating manager:", err)
 		return 1
 	}
-	if err := (&PortalPipelineReconciler{
+	// A loopback port no test server uses yet, for the workers' metrics.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reserving a port:", err)
+		return 1
+	}
+	testMetricsPort = l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	secretGets.Reader = mgr.GetAPIReader()
+	suiteReconciler = &PortalPipelineReconciler{
 		Client: mgr.GetClient(), Scheme: scheme, WorkerImage: workerImage,
-		Lag: KafkaLagSource{Timeout: 5 * time.Second},
-	}).SetupWithManager(mgr); err != nil {
+		Lag:       KafkaLagSource{Timeout: 5 * time.Second},
+		APIReader: secretGets, MetricsPort: testMetricsPort,
+	}
+	if err := suiteReconciler.SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, "setting up controller:", err)
 		return 1
 	}

@@ -74,14 +74,14 @@ func TestInvalidSpecsAreRejected(t *testing.T) {
 		{"unknown SASL mechanism", func(s *kafkasendv1alpha1.PortalPipelineSpec) {
 			s.Kafka.SASL = &kafkasendv1alpha1.KafkaSASLSpec{
 				Mechanism:         "GSSAPI",
-				UsernameSecretRef: kafkasendv1alpha1.SecretKeyRef{Name: "k", Key: "u"},
+				UsernameSecretRef: &kafkasendv1alpha1.SecretKeyRef{Name: "k", Key: "u"},
 				PasswordSecretRef: kafkasendv1alpha1.SecretKeyRef{Name: "k", Key: "p"},
 			}
 		}, []string{"spec.kafka.sasl.mechanism", "Unsupported value"}},
 		{"static Host header", func(s *kafkasendv1alpha1.PortalPipelineSpec) {
-			s.Upstream.Headers = map[string]kafkasendv1alpha1.HeaderValue{"Host": "evil.test"}
+			s.Upstream.Headers = []kafkasendv1alpha1.UpstreamHeader{{Name: "Host", Value: ptr.To("evil.test")}}
 		},
-			[]string{"spec.upstream.headers", "set by the portal"}},
+			[]string{"spec.upstream.headers[0].name", "set by the portal"}},
 		{"request body cap over 1Gi", func(s *kafkasendv1alpha1.PortalPipelineSpec) { s.Upstream.MaxRequestBytes = ptr.To(q("2Gi")) },
 			[]string{"spec.upstream.maxRequestBytes", "at most 1Gi"}},
 		{"negative replicas", func(s *kafkasendv1alpha1.PortalPipelineSpec) { s.Replicas = ptr.To[int32](-1) },
@@ -110,7 +110,7 @@ func TestInvalidSpecsAreRejected(t *testing.T) {
 	g.Expect(k8sClient.Create(context.Background(), p)).To(Succeed())
 	g.Expect(p.Spec.Concurrency.MaxInFlight).To(Equal(int32(100)))
 	g.Expect(p.Spec.Timeouts.Request.Duration).To(Equal(15 * time.Minute))
-	g.Expect(p.Spec.Retries.OnStatuses).To(Equal([]int32{502, 503, 504}))
+	g.Expect(p.Spec.Retries.OnStatuses).To(Equal([]int32{429, 502, 503, 504}))
 	g.Expect(*p.Spec.Scaling.MinReplicas).To(Equal(int32(1)))
 	g.Expect(p.Spec.Kafka.InitialOffset).To(Equal(kafkasendv1alpha1.InitialOffsetEarliest))
 }

@@ -6,18 +6,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// Condition types reported in status.conditions.
-const (
-	// ConditionReady is True when the worker pods are available, consuming,
-	// and every referenced Secret is present.
-	ConditionReady = "Ready"
-	// ConditionProgressing is True while a rollout or a scale change is underway.
-	ConditionProgressing = "Progressing"
-	// ConditionDegraded is True when the pipeline cannot do its job fully:
-	// missing Secrets, unavailable pods, or consumer lag that cannot be measured.
-	ConditionDegraded = "Degraded"
-)
-
 // InitialOffset says where a consumer group with no committed offset starts.
 // +kubebuilder:validation:Enum=Earliest;Latest
 type InitialOffset string
@@ -99,20 +87,30 @@ type KafkaTLSSpec struct {
 	ClientCertSecretRef *TLSCertSecretRef `json:"clientCertSecretRef,omitempty"`
 }
 
-// KafkaSASLSpec enables SASL authentication to the brokers.
+// KafkaSASLSpec enables SASL authentication to the brokers. A Strimzi
+// KafkaUser Secret holds the password under "password"; its user name is the
+// KafkaUser's name: set username to it.
+// +kubebuilder:validation:XValidation:rule="has(self.username) != has(self.usernameSecretRef)",message="kafka.sasl needs exactly one of username and usernameSecretRef"
 type KafkaSASLSpec struct {
 	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
 	// +required
 	Mechanism SASLMechanism `json:"mechanism"`
+	// Username is the user name, when it is not kept in a Secret.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[^\r\n\x00]+$`
+	Username string `json:"username,omitempty"`
 	// UsernameSecretRef is the key holding the user name.
-	// +required
-	UsernameSecretRef SecretKeyRef `json:"usernameSecretRef"`
+	// +optional
+	UsernameSecretRef *SecretKeyRef `json:"usernameSecretRef,omitempty"`
 	// PasswordSecretRef is the key holding the password.
 	// +required
 	PasswordSecretRef SecretKeyRef `json:"passwordSecretRef"`
 }
 
 // KafkaSpec says how to reach the Kafka cluster and which group to consume in.
+// +kubebuilder:validation:XValidation:rule="!has(self.sessionTimeout) || !has(self.heartbeatInterval) || duration(self.heartbeatInterval) + duration(self.heartbeatInterval) + duration(self.heartbeatInterval) <= duration(self.sessionTimeout)",message="kafka.heartbeatInterval must be at most a third of kafka.sessionTimeout",fieldPath=".heartbeatInterval"
 type KafkaSpec struct {
 	// BootstrapServers are host:port pairs of the Kafka brokers.
 	// +required
@@ -133,10 +131,12 @@ type KafkaSpec struct {
 	// +optional
 	// +kubebuilder:default=Earliest
 	InitialOffset InitialOffset `json:"initialOffset,omitempty"`
-	// Version is the Kafka protocol version the workers speak, e.g. "3.7.0".
-	// Defaults to a version every broker from 2.1 on accepts.
+	// Version is the Kafka protocol version the workers speak, e.g. "3.7.0",
+	// at least 2.1.0 (Kafka 4 brokers refuse older clients). Defaults to
+	// 2.1.0, which every broker from 2.1 on accepts.
 	// +optional
-	// +kubebuilder:validation:Pattern=`^[0-9]+\.[0-9]+\.[0-9]+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^(2\.[1-9][0-9]*\.[0-9]+|([3-9]|[1-9][0-9]+)\.[0-9]+\.[0-9]+)$`
 	Version string `json:"version,omitempty"`
 	// MaxMessageBytes bounds every record a worker produces (one response
 	// chunk with its key and headers). Keep it under the brokers' and the
@@ -152,7 +152,42 @@ type KafkaSpec struct {
 	// SASL authentication to the brokers.
 	// +optional
 	SASL *KafkaSASLSpec `json:"sasl,omitempty"`
+	// SessionTimeout is the consumer group session timeout: how long the
+	// group waits for a silent worker (killed, partitioned) before giving
+	// its partitions to the others.
+	// +optional
+	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('6s') && duration(self) <= duration('5m')",message="must be between 6s and 5m (the brokers' default group.min/max.session.timeout.ms)"
+	SessionTimeout *metav1.Duration `json:"sessionTimeout,omitempty"`
+	// HeartbeatInterval is how often a worker heartbeats to the group
+	// coordinator; at most a third of sessionTimeout.
+	// +optional
+	// +kubebuilder:default="3s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('100s')",message="must be between 100ms and 100s"
+	HeartbeatInterval *metav1.Duration `json:"heartbeatInterval,omitempty"`
+	// RebalanceProtocol is Cooperative (KIP-429: only the partitions that
+	// move are revoked; in-flight jobs are handed over) or Eager (every
+	// partition is revoked at each membership change). Eager is the first
+	// step of moving a group that still runs eager workers; see
+	// docs/scaling.md.
+	// +optional
+	// +kubebuilder:default=Cooperative
+	RebalanceProtocol RebalanceProtocol `json:"rebalanceProtocol,omitempty"`
 }
+
+// RebalanceProtocol is the consumer group rebalance protocol of the workers.
+// +kubebuilder:validation:Enum=Cooperative;Eager
+type RebalanceProtocol string
+
+// Rebalance protocols.
+const (
+	RebalanceCooperative RebalanceProtocol = "Cooperative"
+	RebalanceEager       RebalanceProtocol = "Eager"
+)
 
 // TopicsSpec names the topics a pipeline reads and writes.
 // +kubebuilder:validation:XValidation:rule="self.requests != self.replies",message="topics.replies must differ from topics.requests"
@@ -177,6 +212,25 @@ type TopicsSpec struct {
 	// +kubebuilder:validation:MaxLength=249
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
 	DeadLetter string `json:"deadLetter,omitempty"`
+	// AllowedReplyTopics are topics, besides replies, that a job may name
+	// as its reply topic. A job naming any other topic is answered with a
+	// policy error on the replies topic.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=249
+	// +kubebuilder:validation:items:Pattern=`^[a-zA-Z0-9._-]+$`
+	// +listType=set
+	AllowedReplyTopics []string `json:"allowedReplyTopics,omitempty"`
+	// AllowedReplyTopicPrefixes allow every reply topic that starts with one
+	// of them (e.g. "orders.replies." for one reply topic per requester).
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=249
+	// +kubebuilder:validation:items:Pattern=`^[a-zA-Z0-9._-]+$`
+	// +listType=set
+	AllowedReplyTopicPrefixes []string `json:"allowedReplyTopicPrefixes,omitempty"`
 }
 
 // UpstreamSpec is the one HTTP API that jobs of this pipeline may call.
@@ -210,25 +264,80 @@ type UpstreamSpec struct {
 	// +kubebuilder:validation:XValidation:rule="quantity(self).isGreaterThan(quantity('0')) && quantity(self).compareTo(quantity('1Gi')) <= 0",message="must be more than 0 and at most 1Gi"
 	MaxResponseBytes *resource.Quantity `json:"maxResponseBytes,omitempty"`
 	// Headers are added to every upstream call and win over job headers.
+	// Each has a value or, for API keys and other secrets, a value read
+	// from a Secret key (mounted into the workers, re-read when the Secret
+	// changes, never copied into the ConfigMap or logged).
 	// +optional
-	// +kubebuilder:validation:MaxProperties=32
-	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[A-Za-z0-9!#$%&*+.^_|~-]{1,128}$'))",message="header names must be HTTP tokens of at most 128 characters"
-	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k.lowerAscii() in ['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'proxy-connection', 'idempotency-key', 'traceparent']))",message="Host, Content-Length, hop-by-hop, Idempotency-Key and traceparent headers are set by the portal"
-	Headers map[string]HeaderValue `json:"headers,omitempty"`
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:XValidation:rule="self.all(h, self.exists_one(o, o.name.lowerAscii() == h.name.lowerAscii()))",message="header names must be unique (case-insensitively)"
+	// +listType=map
+	// +listMapKey=name
+	Headers []UpstreamHeader `json:"headers,omitempty"`
 	// FollowRedirects follows redirects that stay on the base URL's origin and
 	// under its path; redirects elsewhere are refused. Off by default: a 3xx
 	// is returned to the requester as is.
 	// +optional
 	FollowRedirects bool `json:"followRedirects,omitempty"`
+	// ForwardHeaders are request-routing override headers (Forwarded,
+	// X-Forwarded-*, X-Original-URL, X-Rewrite-URL, X-HTTP-Method-Override,
+	// ...) that jobs may pass to the upstream. Every other such header is
+	// dropped.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9!#$%&*+.^_|~-]{1,128}$`
+	// +listType=set
+	ForwardHeaders []string `json:"forwardHeaders,omitempty"`
+	// RateLimit bounds the rate of upstream calls of each worker replica,
+	// retries included.
+	// +optional
+	RateLimit *RateLimitSpec `json:"rateLimit,omitempty"`
 }
 
-// HeaderValue is a single-line HTTP header value.
-// +kubebuilder:validation:MaxLength=4096
-// +kubebuilder:validation:Pattern=`^[^\r\n]*$`
-type HeaderValue string
+// UpstreamHeader is one header added to every upstream call.
+// +kubebuilder:validation:XValidation:rule="has(self.value) != has(self.valueFrom)",message="a header needs exactly one of value and valueFrom"
+// +kubebuilder:validation:XValidation:rule="!(self.name.lowerAscii() in ['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade', 'te', 'trailer', 'keep-alive', 'proxy-connection', 'idempotency-key', 'traceparent'])",message="Host, Content-Length, hop-by-hop, Idempotency-Key and traceparent headers are set by the portal",fieldPath=".name"
+type UpstreamHeader struct {
+	// Name of the header.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9!#$%&*+.^_|~-]{1,128}$`
+	// +kubebuilder:validation:MaxLength=128
+	Name string `json:"name"`
+	// Value is a single-line header value.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:Pattern=`^[^\r\n\x00]*$`
+	Value *string `json:"value,omitempty"`
+	// ValueFrom reads the value from a Secret key.
+	// +optional
+	ValueFrom *HeaderValueSource `json:"valueFrom,omitempty"`
+}
+
+// HeaderValueSource is where a header value comes from.
+type HeaderValueSource struct {
+	// SecretKeyRef is a key of a Secret in the pipeline's namespace.
+	// +required
+	SecretKeyRef SecretKeyRef `json:"secretKeyRef"`
+}
+
+// RateLimitSpec is a token bucket.
+type RateLimitSpec struct {
+	// RequestsPerSecond is the sustained rate; a quantity, so "500m" is one
+	// call every two seconds.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="quantity(self).isGreaterThan(quantity('0')) && quantity(self).compareTo(quantity('100k')) <= 0",message="must be more than 0 and at most 100k"
+	RequestsPerSecond resource.Quantity `json:"requestsPerSecond"`
+	// Burst is how many calls may start at once after a quiet spell;
+	// defaults to the rate rounded up (at least 1).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	Burst int32 `json:"burst,omitempty"`
+}
 
 // OAuthSpec configures OAuth2 client credentials for upstream calls.
 // +kubebuilder:validation:XValidation:rule="isURL(self.tokenURL) && url(self.tokenURL).getScheme() in ['https', 'http'] && size(url(self.tokenURL).getHostname()) > 0",message="oauth.tokenURL must be an absolute http(s) URL",fieldPath=".tokenURL"
+// +kubebuilder:validation:XValidation:rule="!isURL(self.tokenURL) || url(self.tokenURL).getScheme() != 'http' || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP)",message="oauth.tokenURL must use https, or http with oauth.allowInsecureHTTP: true (the client secret would travel in clear text)",fieldPath=".tokenURL"
+// +kubebuilder:validation:XValidation:rule="!has(self.endpointParams) || !has(self.scopes) || size(self.scopes) == 0 || !('scope' in self.endpointParams)",message="oauth.endpointParams.scope conflicts with oauth.scopes",fieldPath=".endpointParams"
 type OAuthSpec struct {
 	// TokenURL is the token endpoint.
 	// +required
@@ -252,13 +361,19 @@ type OAuthSpec struct {
 	// +kubebuilder:validation:MaxLength=2048
 	Audience string `json:"audience,omitempty"`
 	// EndpointParams are extra form parameters sent to the token endpoint.
+	// The client credentials come from the Secrets only.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=16
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['client_id', 'client_secret', 'grant_type']))",message="client_id, client_secret and grant_type are set by the portal"
 	EndpointParams map[string]string `json:"endpointParams,omitempty"`
 	// AuthStyle says how the client authenticates to the token endpoint.
 	// +optional
 	// +kubebuilder:default=Auto
 	AuthStyle OAuthAuthStyle `json:"authStyle,omitempty"`
+	// AllowInsecureHTTP permits an http:// tokenURL. The client secret then
+	// travels in clear text: for tests only.
+	// +optional
+	AllowInsecureHTTP bool `json:"allowInsecureHTTP,omitempty"`
 }
 
 // ConcurrencySpec bounds the work each worker replica holds at once.
@@ -296,14 +411,25 @@ type TimeoutsSpec struct {
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="must be between 1s and 24h"
 	ChunkAssembly *metav1.Duration `json:"chunkAssembly,omitempty"`
-	// Drain is how long a stopping worker lets in-flight calls finish; the
-	// pods' terminationGracePeriodSeconds follows it.
+	// Drain is how long a stopping worker waits, past the request timeout,
+	// for the answers of its in-flight jobs to be acknowledged. The pods'
+	// terminationGracePeriodSeconds is request + drain + 15s.
 	// +optional
 	// +kubebuilder:default="60s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('2h')",message="must be between 0s and 2h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('2h')",message="must be between 1s and 2h"
 	Drain *metav1.Duration `json:"drain,omitempty"`
+	// HandoverLease is how long the next owner of a partition waits for a
+	// job handed over with it (still running on the previous owner) before
+	// running it itself, unless the previous owner renews the lease or
+	// reports the job answered.
+	// +optional
+	// +kubebuilder:default="15s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('3s') && duration(self) <= duration('1h')",message="must be between 3s and 1h"
+	HandoverLease *metav1.Duration `json:"handoverLease,omitempty"`
 }
 
 // RetriesSpec says which failed upstream calls are tried again.
@@ -331,7 +457,7 @@ type RetriesSpec struct {
 	MaxBackoff *metav1.Duration `json:"maxBackoff,omitempty"`
 	// OnStatuses are upstream HTTP statuses that are retried.
 	// +optional
-	// +kubebuilder:default={502,503,504}
+	// +kubebuilder:default={429,502,503,504}
 	// +kubebuilder:validation:MaxItems=20
 	// +kubebuilder:validation:items:Minimum=400
 	// +kubebuilder:validation:items:Maximum=599
@@ -345,19 +471,44 @@ type RetriesSpec struct {
 	// as the Idempotency-Key header so that the upstream can deduplicate.
 	// +optional
 	NonIdempotent bool `json:"nonIdempotent,omitempty"`
+	// MaxRetryAfter caps the wait a 429 or 503 answer asks for in its
+	// Retry-After header; an answer asking for longer is returned as is.
+	// +optional
+	// +kubebuilder:default="60s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('1h')",message="must be between 0s and 1h"
+	MaxRetryAfter *metav1.Duration `json:"maxRetryAfter,omitempty"`
 }
 
-// ScalingSpec configures the autoscaler, which sizes the worker Deployment
-// from the consumer group's lag on the requests topic. Like a
-// HorizontalPodAutoscaler, it writes spec.replicas through the scale
-// subresource.
+// ScalingMode says who sets the worker count.
+// +kubebuilder:validation:Enum=Lag;Manual;KEDA
+type ScalingMode string
+
+// Scaling modes.
+const (
+	// ScalingLag: the operator's autoscaler sizes the workers from the jobs
+	// waiting and in flight, and writes spec.replicas.
+	ScalingLag ScalingMode = "Lag"
+	// ScalingManual: spec.replicas is the user's (kubectl scale); nothing
+	// overwrites it.
+	ScalingManual ScalingMode = "Manual"
+	// ScalingKEDA: the operator renders a KEDA ScaledObject that targets the
+	// pipeline's scale subresource; KEDA sets spec.replicas.
+	ScalingKEDA ScalingMode = "KEDA"
+)
+
+// ScalingSpec configures how the worker count is set.
 // +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || !has(self.maxReplicas) || self.maxReplicas >= self.minReplicas",message="scaling.maxReplicas must be at least scaling.minReplicas",fieldPath=".maxReplicas"
 type ScalingSpec struct {
-	// Enabled turns lag autoscaling on. When off, spec.replicas is used as is.
+	// Mode is Lag (the built-in autoscaler), Manual (spec.replicas as set,
+	// e.g. by kubectl scale) or KEDA (a ScaledObject drives the scale
+	// subresource). See docs/scaling.md.
 	// +optional
-	// +kubebuilder:default=true
-	Enabled *bool `json:"enabled,omitempty"`
-	// MinReplicas is the fewest worker pods; 0 lets an idle pipeline scale to zero.
+	// +kubebuilder:default=Lag
+	Mode ScalingMode `json:"mode,omitempty"`
+	// MinReplicas is the fewest worker pods; 0 lets an idle pipeline scale
+	// to zero.
 	// +optional
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=0
@@ -370,13 +521,21 @@ type ScalingSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000
 	MaxReplicas int32 `json:"maxReplicas,omitempty"`
-	// TargetLagPerReplica is the consumer lag (messages) one replica is
-	// expected to carry: desired replicas = ceil(total lag / target).
+	// TargetBacklogPerReplica is how many jobs waiting or in flight one
+	// replica is meant to carry: desired replicas = ceil(backlog / target).
+	// Defaults to concurrency.maxInFlight (a replica's capacity).
 	// +optional
-	// +kubebuilder:default=100
 	// +kubebuilder:validation:Minimum=1
-	TargetLagPerReplica int64 `json:"targetLagPerReplica,omitempty"`
-	// PollInterval is how often the lag is measured.
+	// +kubebuilder:validation:Maximum=100000000
+	TargetBacklogPerReplica *int64 `json:"targetBacklogPerReplica,omitempty"`
+	// ActivationBacklog is the backlog above which a pipeline scaled to
+	// zero gets its first replica.
+	// +optional
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100000000
+	ActivationBacklog int64 `json:"activationBacklog,omitempty"`
+	// PollInterval is how often the backlog is measured.
 	// +optional
 	// +kubebuilder:default="30s"
 	// +kubebuilder:validation:Type=string
@@ -445,6 +604,8 @@ type WorkerSpec struct {
 }
 
 // PortalPipelineSpec is the desired state of a REST-over-Kafka portal.
+// +kubebuilder:validation:XValidation:rule="!has(self.concurrency.maxBytes) || !has(self.upstream.maxRequestBytes) || quantity(self.concurrency.maxBytes).compareTo(quantity(self.upstream.maxRequestBytes)) >= 0",message="concurrency.maxBytes must be at least upstream.maxRequestBytes (a replica must be able to hold one whole job)",fieldPath=".concurrency.maxBytes"
+// +kubebuilder:validation:XValidation:rule="!has(self.oauth) || !has(self.upstream.headers) || self.upstream.headers.all(h, h.name.lowerAscii() != 'authorization')",message="an Authorization header conflicts with oauth",fieldPath=".upstream.headers"
 type PortalPipelineSpec struct {
 	// Kafka connection and consumer group.
 	// +required
@@ -471,14 +632,14 @@ type PortalPipelineSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Retries RetriesSpec `json:"retries,omitempty"`
-	// Scaling bounds of the lag autoscaler.
+	// Scaling says who sets the worker count, and the autoscaler's bounds.
 	// +optional
 	// +kubebuilder:default={}
 	Scaling ScalingSpec `json:"scaling,omitempty"`
-	// Replicas is the number of worker pods; `kubectl scale` sets it. With
-	// scaling.enabled, the autoscaler moves it within [scaling.minReplicas,
-	// scaling.maxReplicas] at each lag measurement, as a
-	// HorizontalPodAutoscaler would; set scaling.enabled to false to pin it.
+	// Replicas is the number of worker pods. In scaling mode Manual it is
+	// the user's (`kubectl scale` sets it); in Lag mode the autoscaler
+	// writes it within [scaling.minReplicas, scaling.maxReplicas], as a
+	// HorizontalPodAutoscaler would; in KEDA mode KEDA writes it.
 	// +optional
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=0
@@ -495,7 +656,7 @@ type PortalPipelineStatus struct {
 	// ObservedGeneration is the generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions: Ready, Progressing and Degraded.
+	// Conditions: Ready, Progressing, Degraded and KafkaReachable.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -510,11 +671,29 @@ type PortalPipelineStatus struct {
 	// DesiredReplicas is what the controller asks the Deployment for.
 	// +optional
 	DesiredReplicas int32 `json:"desiredReplicas"`
-	// ConsumerLag is the group's total lag on the requests topic at
-	// LagTime; unset when it could not be measured.
+	// ConsumerLag is the group's offset lag on the requests topic at
+	// LagTime (records between the committed offsets and the log ends,
+	// answered ones included); unset until first measured.
 	// +optional
 	ConsumerLag *int64 `json:"consumerLag,omitempty"`
-	// LagTime is when ConsumerLag was measured.
+	// Backlog is the number of unanswered records at LagTime: waiting to be
+	// consumed or in flight (the consumer lag minus the records already
+	// answered above the commit points). The autoscaler sizes on it.
+	// +optional
+	Backlog *int64 `json:"backlog,omitempty"`
+	// Unconsumed is the part of Backlog past the highest offset the group
+	// has reported on: records not yet read by any worker.
+	// +optional
+	Unconsumed *int64 `json:"unconsumed,omitempty"`
+	// HandedOver is the part of Backlog running on a worker that handed its
+	// partition over (jobs under a lease).
+	// +optional
+	HandedOver *int64 `json:"handedOver,omitempty"`
+	// EstimatedDrainTime is the backlog divided by the answer rate seen
+	// between the last two measurements; unset while nothing is answered.
+	// +optional
+	EstimatedDrainTime *metav1.Duration `json:"estimatedDrainTime,omitempty"`
+	// LagTime is when ConsumerLag and Backlog were measured.
 	// +optional
 	LagTime *metav1.Time `json:"lagTime,omitempty"`
 	// Partitions of the requests topic, as last seen.
@@ -523,6 +702,10 @@ type PortalPipelineStatus struct {
 	// ConsumerGroup is the effective consumer group.
 	// +optional
 	ConsumerGroup string `json:"consumerGroup,omitempty"`
+	// ScalingMode is the scaling mode last put in force (a ScaledObject
+	// exists while it is KEDA).
+	// +optional
+	ScalingMode ScalingMode `json:"scalingMode,omitempty"`
 	// LastScaleTime is when the desired replica count last changed.
 	// +optional
 	LastScaleTime *metav1.Time `json:"lastScaleTime,omitempty"`
@@ -541,7 +724,9 @@ type PortalPipelineStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.status.replicas`
 // +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=`.status.desiredReplicas`,priority=1
+// +kubebuilder:printcolumn:name="Backlog",type=integer,JSONPath=`.status.backlog`
 // +kubebuilder:printcolumn:name="Lag",type=integer,JSONPath=`.status.consumerLag`
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.scaling.mode`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type PortalPipeline struct {

@@ -96,6 +96,7 @@ func run() error {
 		Scheme:      mgr.GetScheme(),
 		WorkerImage: workerImage,
 		Lag:         controllers.KafkaLagSource{},
+		Namespaces:  splitList(watchNamespaces),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up controller: %w", err)
 	}

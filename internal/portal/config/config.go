@@ -344,6 +344,24 @@ func (c Config) Validate() error {
 		if o.ClientIDFile == "" || o.ClientSecretFile == "" {
 			bad("oauth", "clientIDFile and clientSecretFile are required")
 		}
+		for k := range o.EndpointParams {
+			switch {
+			case k == "client_id" || k == "client_secret" || k == "grant_type":
+				bad("oauth.endpointParams", "%s is set by the portal from the credential files", k)
+			case k == "scope" && len(o.Scopes) > 0:
+				bad("oauth.endpointParams", "scope conflicts with oauth.scopes")
+			}
+		}
+		for name := range c.Upstream.Headers {
+			if strings.EqualFold(name, "Authorization") {
+				bad("upstream.headers", "Authorization conflicts with oauth")
+			}
+		}
+		for name := range c.Upstream.HeaderFiles {
+			if strings.EqualFold(name, "Authorization") {
+				bad("upstream.headerFiles", "Authorization conflicts with oauth")
+			}
+		}
 		switch strings.ToLower(o.AuthStyle) {
 		case "", "header", "params":
 		default:

@@ -52,7 +52,13 @@ func TestParseRejectsBadConfigNamingTheField(t *testing.T) {
 		"unknown protocol":          {strings.Replace(valid, "consumerGroup: g", "consumerGroup: g\n  rebalanceProtocol: range", 1), "kafka.rebalanceProtocol"},
 		"zero lease":                {valid + "timeouts: {handoverLease: 0s}\n", "timeouts.handoverLease"},
 		"empty reply prefix":        {strings.Replace(valid, "replies: rep}", "replies: rep, allowedReplyTopicPrefixes: ['']}", 1), "allowedReplyTopicPrefixes[0]"},
-		"bad rate limit":            {strings.Replace(valid, "baseURL: https://api.example.test/v1", "baseURL: https://api.example.test/v1\n  rateLimit: {requestsPerSecond: 0}", 1), "upstream.rateLimit"},
+		"Authorization with oauth": {strings.Replace(valid, "baseURL: https://api.example.test/v1", "baseURL: https://api.example.test/v1\n  headers: {authorization: 'Bearer x'}", 1) +
+			"oauth: {tokenURL: 'https://login.example.test/t', clientIDFile: i, clientSecretFile: s}\n", "upstream.headers: Authorization conflicts with oauth"},
+		"Authorization file with oauth": {strings.Replace(valid, "baseURL: https://api.example.test/v1", "baseURL: https://api.example.test/v1\n  headerFiles: {Authorization: /k}", 1) +
+			"oauth: {tokenURL: 'https://login.example.test/t', clientIDFile: i, clientSecretFile: s}\n", "upstream.headerFiles: Authorization conflicts with oauth"},
+		"client_secret param":    {valid + "oauth: {tokenURL: 'https://login.example.test/t', clientIDFile: i, clientSecretFile: s, endpointParams: {client_secret: [x]}}\n", "oauth.endpointParams: client_secret is set by the portal"},
+		"scope param and scopes": {valid + "oauth: {tokenURL: 'https://login.example.test/t', clientIDFile: i, clientSecretFile: s, scopes: [a], endpointParams: {scope: [b]}}\n", "oauth.endpointParams: scope conflicts"},
+		"bad rate limit":         {strings.Replace(valid, "baseURL: https://api.example.test/v1", "baseURL: https://api.example.test/v1\n  rateLimit: {requestsPerSecond: 0}", 1), "upstream.rateLimit"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
