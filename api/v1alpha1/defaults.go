@@ -15,7 +15,7 @@ import (
 const (
 	DefaultMaxMessageBytes    int32 = 921600
 	DefaultSessionTimeout           = 10 * time.Second
-	DefaultHeartbeatInterval        = 3 * time.Second
+	DefaultHeartbeatInterval        = 500 * time.Millisecond
 	DefaultRebalanceProtocol        = RebalanceCooperative
 	DefaultInitialOffset            = InitialOffsetEarliest
 	DefaultMaxRequestBytes    int64 = 64 << 20

@@ -164,7 +164,7 @@ type KafkaSpec struct {
 	// HeartbeatInterval is how often a worker heartbeats to the group
 	// coordinator; at most a third of sessionTimeout.
 	// +optional
-	// +kubebuilder:default="3s"
+	// +kubebuilder:default="500ms"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('100s')",message="must be between 100ms and 100s"
