@@ -67,7 +67,7 @@ func TestDefaultsAgree(t *testing.T) {
 	want := map[string]string{
 		"kafka.maxMessageBytes":                 "921600",
 		"kafka.sessionTimeout":                  `"10s"`,
-		"kafka.heartbeatInterval":               `"3s"`,
+		"kafka.heartbeatInterval":               `"500ms"`,
 		"kafka.rebalanceProtocol":               `"` + string(v1.DefaultRebalanceProtocol) + `"`,
 		"kafka.initialOffset":                   `"` + string(v1.DefaultInitialOffset) + `"`,
 		"upstream.maxRequestBytes":              `"64Mi"`,
@@ -151,7 +151,7 @@ func TestDefaultsAgree(t *testing.T) {
 	bare := basePipeline()
 	filled := basePipeline()
 	filled.Spec.Kafka.SessionTimeout = &metav1.Duration{Duration: 10 * time.Second}
-	filled.Spec.Kafka.HeartbeatInterval = &metav1.Duration{Duration: 3 * time.Second}
+	filled.Spec.Kafka.HeartbeatInterval = &metav1.Duration{Duration: 500 * time.Millisecond}
 	filled.Spec.Kafka.RebalanceProtocol = v1.RebalanceCooperative
 	filled.Spec.Kafka.MaxMessageBytes = 921600
 	filled.Spec.Kafka.InitialOffset = v1.InitialOffsetEarliest
