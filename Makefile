@@ -83,6 +83,14 @@ kafka-start: ## Start the local Apache Kafka broker (prints its address).
 kafka-stop: ## Stop the local Apache Kafka broker.
 	hack/kafka.sh stop
 
+.PHONY: images
+images: ## Build the operator, portal and pause images as OCI archives in bin/images (no container engine).
+	hack/images.sh
+
+.PHONY: e2e
+e2e: $(HELM) ## End to end on a real single-node cluster: helm install, worker pods, Apache Kafka (root; hack/README.md).
+	HELM=$(HELM) hack/e2e.sh
+
 ##@ Benchmarks
 
 BENCH_SCENARIOS ?= mixed concurrency throughput overhead large
