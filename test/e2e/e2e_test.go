@@ -54,7 +54,7 @@ func testInstall(t *testing.T, c *cluster, u *upstream, p pipeline) {
 	t.Logf("helm install: operator Ready after %s", time.Since(start).Round(100*time.Millisecond))
 
 	start = time.Now()
-	c.mustKubectl(t, p.oauthSecret("secret-1")+"---\n"+p.manifest(c, u, "1", ""), "apply", "-f", "-")
+	c.mustKubectl(t, p.oauthSecret("secret-1")+"---\n"+p.manifest(c, u, "1"), "apply", "-f", "-")
 	if _, err := c.kubectl1(3*time.Minute, "", "-n", pipelineNS, "wait", "--for=condition=Ready",
 		"portalpipeline/"+p.name, "--timeout=150s"); err != nil {
 		c.dump(t)
@@ -253,7 +253,7 @@ func testRolloutInFlight(t *testing.T, c *cluster, u *upstream, p pipeline) {
 		}
 		return n >= 10, fmt.Sprintf("%d jobs called", n)
 	})
-	c.mustKubectl(t, p.manifest(c, u, "2", ""), "apply", "-f", "-")
+	c.mustKubectl(t, p.manifest(c, u, "2"), "apply", "-f", "-")
 	t.Logf("X-Rev changed from 1 to 2 with jobs in flight")
 	answers := awaitAll(rc, ids, 4*time.Minute)
 	requireAllOK(t, c, "rollout", answers)

@@ -7,6 +7,7 @@ import (
 	"debug/buildinfo"
 	"debug/elf"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -103,7 +104,7 @@ func readOCI(t *testing.T, file string) ociImage {
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -154,7 +155,7 @@ func readOCI(t *testing.T, file string) ociImage {
 	lr := tar.NewReader(bytes.NewReader(blob(manifest.Layers[0].Digest)))
 	for {
 		h, err := lr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

@@ -48,9 +48,9 @@ func topics(t *testing.T, c *cluster, name string) pipeline {
 	}
 }
 
-// manifest is the pipeline's PortalPipeline as a user writes it; extra is
-// YAML merged under spec (indented by four spaces).
-func (p pipeline) manifest(c *cluster, u *upstream, rev string, extra string) string {
+// manifest is the pipeline's PortalPipeline as a user writes it, with rev
+// as the X-Rev header the workers add to upstream calls.
+func (p pipeline) manifest(c *cluster, u *upstream, rev string) string {
 	return fmt.Sprintf(`apiVersion: kafkasend.io/v1alpha1
 kind: PortalPipeline
 metadata:
@@ -86,8 +86,8 @@ spec:
     imagePullPolicy: Never
     resources:
       requests: {cpu: 20m, memory: 32Mi}
-%s`, p.name, pipelineNS, c.brokers[0], p.requests, p.replies, u.url(), rev, u.url(), p.name, p.name,
-		scaleDownWindow, extra)
+`, p.name, pipelineNS, c.brokers[0], p.requests, p.replies, u.url(), rev, u.url(), p.name, p.name,
+		scaleDownWindow)
 }
 
 // oauthSecret is the pipeline's OAuth client credentials Secret.
