@@ -132,8 +132,9 @@ gen_pki() {
     cert kubelet "system:node:$NODE_NAME" system:nodes "" clientAuth
     cert kubelet-serving "$NODE_NAME" "" "DNS:$NODE_NAME,DNS:localhost,IP:127.0.0.1,IP:$NODE_IP" serverAuth
     cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters "" clientAuth
-    openssl genrsa -out sa.key 2048 2>/dev/null
-    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+    # service-account token signing key (ES256)
+    openssl ecparam -name prime256v1 -genkey -noout -out sa.key 2>/dev/null
+    openssl ec -in sa.key -pubout -out sa.pub 2>/dev/null
   )
   local n u
   for n in admin:admin controller-manager:controller-manager scheduler:scheduler kubelet:kubelet; do

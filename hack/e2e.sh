@@ -13,7 +13,8 @@
 #     (sysctls, firewall rules, links, network namespaces, mounts, cgroups):
 #     on success and on failure alike.
 #
-# Environment: HELM (the helm binary; default: make tools), E2E_RUN (go test -run pattern), E2E_TIMEOUT (go test -timeout,
+# Environment: HELM (the helm binary; default: make tools), E2E_RUN (go test -run pattern, default
+# TestOperatorOnARealCluster), E2E_TIMEOUT (go test -timeout,
 # default 12m), IMAGE_TAG (default e2e), and hack/cluster.sh's settings.
 # Needs root. Stops this checkout's loopback broker first (one broker per
 # checkout).
@@ -44,7 +45,8 @@ mkdir -p bin/e2e
 go build -o bin/e2e/kafkasend ./cmd/kafkasend
 
 step "images"
-mapfile -t images < <(hack/images.sh "$ROOT/bin/images")
+archives=$(hack/images.sh "$ROOT/bin/images")
+mapfile -t images <<<"$archives"
 
 step "Kafka jars"
 hack/kafka.sh libs
@@ -103,4 +105,4 @@ step "broker at $brokers"
 step "go test ./test/e2e"
 KAFKASEND_E2E=1 KAFKASEND_E2E_BROKERS=$brokers KAFKASEND_E2E_HELM=$HELM \
   KAFKASEND_E2E_KAFKASEND=$ROOT/bin/e2e/kafkasend KAFKASEND_E2E_IMAGE_TAG=$IMAGE_TAG \
-  go test -count=1 -v -timeout "${E2E_TIMEOUT:-12m}" ./test/e2e/ -run "${E2E_RUN:-.}"
+  go test -count=1 -v -timeout "${E2E_TIMEOUT:-12m}" ./test/e2e/ -run "${E2E_RUN:-TestOperatorOnARealCluster}"
