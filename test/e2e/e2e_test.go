@@ -198,7 +198,7 @@ func testAutoscale(t *testing.T, c *cluster, u *upstream, p pipeline) {
 		}
 		peakReady = max(peakReady, int32(s.ready))
 		sawProgressing = sawProgressing || s.progressing
-		if peak == partitions && lagBelowAt < 0 && s.lagKnown && s.lag < int64(partitions-1)*10 {
+		if peak == partitions && lagBelowAt < 0 && s.lagKnown && s.lag <= int64(partitions-1)*10 {
 			lagBelowAt = s.at
 		}
 		if peak == partitions && scaledDownAt < 0 && s.deployReplica > 0 && s.deployReplica < partitions {
