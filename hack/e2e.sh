@@ -93,14 +93,22 @@ finish() {
 }
 trap finish EXIT
 
-step "cluster up"
-hack/cluster.sh up "${images[@]}" >/dev/null
-step "cluster ready"
-
+# The broker starts beside the cluster once the cluster's bridge carries the
+# node IP (it binds there, so that pods reach it).
+step "cluster up, broker start"
+hack/cluster.sh up "${images[@]}" >/dev/null &
+up_pid=$!
+for _ in $(seq 300); do
+  ip -o addr show dev "$bridge" 2>/dev/null | grep -qF " $KAFKASEND_E2E_NODE_IP/" && break
+  kill -0 "$up_pid" 2>/dev/null || break
+  sleep 0.1
+done
 # One broker per checkout: the loopback one (if any) makes way.
 hack/kafka.sh stop >/dev/null 2>&1 || true
-brokers=$(KAFKA_HOST=$KAFKASEND_E2E_NODE_IP hack/kafka.sh start)
+brokers=$(KAFKA_HOST=$KAFKASEND_E2E_NODE_IP hack/kafka.sh start) || { wait "$up_pid"; die "the broker did not start"; }
 step "broker at $brokers"
+wait "$up_pid" || die "the cluster did not start (logs: $KAFKASEND_E2E_CLUSTER_DIR/logs)"
+step "cluster ready"
 
 step "go test ./test/e2e"
 KAFKASEND_E2E=1 KAFKASEND_E2E_BROKERS=$brokers KAFKASEND_E2E_HELM=$HELM \
