@@ -376,8 +376,9 @@ down() {
   # shims outlive containerd: end those of our containerd, by pid
   local p
   for p in /proc/[0-9]*; do
-    tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "containerd-shim.*-address $D/containerd/containerd.sock" &&
-      kill -9 "${p#/proc/}" 2>/dev/null || true
+    if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "containerd-shim.*-address $D/containerd/containerd.sock"; then
+      kill -9 "${p#/proc/}" 2>/dev/null
+    fi
   done
   sleep 0.5
   # our pods' network namespaces: the /run/netns/cni-* files with an inode we saw

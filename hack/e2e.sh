@@ -66,7 +66,8 @@ fingerprint() {
     command -v "$c" >/dev/null && $c 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'
   done
   ip -o link | awk '{print $2}' | grep -E "^($bridge|veth)" || true
-  ls /run/netns 2>/dev/null | grep '^cni-' || true
+  local ns
+  for ns in /run/netns/cni-*; do [[ -e $ns ]] && echo "$ns"; done
   awk -v d="$KAFKASEND_E2E_CLUSTER_DIR" '$2 ~ "^"d || $2 ~ "^/run/netns/" || $2 ~ "^/proc/sys/" {print $2}' /proc/mounts
   ls -d /sys/fs/cgroup/*"$cgroot" 2>/dev/null || true
   ls -d /var/lib/kubelet /var/lib/cni /var/log/containers /run/containerd 2>/dev/null || true

@@ -36,6 +36,7 @@ flags=$(sed -n 's|^ *go build \(.*\) -o /out/\$b \./cmd/\$b; \\$|\1|p' "$DOCKERF
 [[ -n $bins && -n $flags ]] || die "cannot find the go build loop of the Dockerfile's build stage"
 # shellcheck disable=SC2034 # VERSION is read by the eval below, as the Dockerfile's ARG.
 VERSION=$TAG
+buildflags=()
 eval "buildflags=($flags)"
 mkdir -p "$work/out"
 for b in $bins; do
