@@ -30,6 +30,8 @@ const (
 	partitions = 4
 	// scaleDownWindow is the pipelines' scaleDownStabilizationWindow.
 	scaleDownWindow = 20 * time.Second
+	// jobTimeout is each job's deadline.
+	jobTimeout = 4 * time.Minute
 )
 
 // pipeline is one PortalPipeline of the test and its topics.
@@ -108,7 +110,7 @@ func (p pipeline) requester(t *testing.T, c *cluster, replyPartition int32) *cli
 	t.Helper()
 	rc, err := client.New(client.Config{
 		Brokers: c.brokers, RequestsTopic: p.requests, ReplyTopic: p.replies, ReplyPartition: replyPartition,
-		ClientID: "e2e-requester", Timeout: 4 * time.Minute,
+		ClientID: "e2e-requester", Timeout: jobTimeout,
 	})
 	if err != nil {
 		t.Fatalf("requester: %v", err)
@@ -135,7 +137,9 @@ func submitAll(t *testing.T, rc *client.Client, paths []string) []string {
 			t.Fatal(err)
 		}
 		req := &http.Request{Method: http.MethodGet, URL: u, Header: http.Header{}}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// The job's deadline is the earlier of this context's and the
+		// requester's Timeout: give it the requester's.
+		ctx, cancel := context.WithTimeout(context.Background(), jobTimeout+time.Minute)
 		id, err := rc.Submit(ctx, req)
 		cancel()
 		if err != nil {
