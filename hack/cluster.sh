@@ -217,8 +217,10 @@ TOML
   wait_for containerd 30 "${CTR[@]}" version
   local t
   for t in "$@"; do "${CTR[@]}" images import "$t" >/dev/null || die "importing $t failed"; done
-  log "images: $("${CTR[@]}" images ls -q | grep -v '^sha256:' | tr '\n' ' ')"
-  "${CTR[@]}" images ls -q | grep -qxF "$PAUSE_IMAGE" || die "the pause image $PAUSE_IMAGE is not among the imported archives"
+  local refs
+  refs=$("${CTR[@]}" images ls -q | grep -v '^sha256:')
+  log "images: $(echo "$refs" | tr '\n' ' ')"
+  grep -qxF "$PAUSE_IMAGE" <<<"$refs" || die "the pause image $PAUSE_IMAGE is not among the imported archives"
 
   # 4. etcd: one member, no fsync (test data)
   start etcd "$BIN/etcd" --name e2e --data-dir "$D/etcd" \

@@ -104,6 +104,7 @@ for _ in $(seq 300); do
   kill -0 "$up_pid" 2>/dev/null || break
   sleep 0.1
 done
+kill -0 "$up_pid" 2>/dev/null || { wait "$up_pid" || die "the cluster did not start (logs: $KAFKASEND_E2E_CLUSTER_DIR/logs)"; }
 # One broker per checkout: the loopback one (if any) makes way.
 hack/kafka.sh stop >/dev/null 2>&1 || true
 brokers=$(KAFKA_HOST=$KAFKASEND_E2E_NODE_IP hack/kafka.sh start) || { wait "$up_pid"; die "the broker did not start"; }
