@@ -29,8 +29,8 @@ good() {
   [[ -x $f ]] || return 1
   case $2 in
   etcd) return 0 ;;
-  kubectl) "$f" version --client 2>/dev/null | grep -qF "$K8S_VERSION" ;;
-  *) "$f" --version 2>/dev/null | grep -qF "$K8S_VERSION" ;;
+  kubectl) [[ $("$f" version --client 2>/dev/null) == *"$K8S_VERSION"* ]] ;;
+  *) [[ $("$f" --version 2>/dev/null) == *"$K8S_VERSION"* ]] ;;
   esac
 }
 
