@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -357,7 +358,10 @@ func testRotatedCredentials(t *testing.T, c *cluster, u *upstream, p pipeline) {
 	c.waitFor(t, "a token fetched with the rotated client secret", 3*time.Minute, func() (bool, string) {
 		ids := submitAll(t, rc, []string{fmt.Sprintf("/echo?id=rot-%d", n)})
 		n++
-		requireAllOK(t, c, "during rotation", awaitAll(rc, ids, time.Minute))
+		if a := awaitAll(rc, ids, time.Minute)[0]; a.err != nil || a.status != http.StatusOK {
+			c.dump(t)
+			t.Fatalf("job %s during the rotation: status %d err %v body %q", a.id, a.status, a.err, a.body)
+		}
 		_, _, _, _, bySecret, _ := u.snapshot()
 		return bySecret["secret-2"] > 0, fmt.Sprintf("tokens per secret %v", bySecret)
 	})
