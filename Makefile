@@ -108,6 +108,14 @@ chaos: ## Kill and restart portal processes and the broker under load; fails on 
 	KAFKASEND_TEST_BROKERS=$$B KAFKASEND_REQUIRE_REAL_KAFKA=1 KAFKASEND_CHAOS=1 KAFKASEND_CHAOS_PORTAL_BIN=$(BIN)/portal \
 	KAFKASEND_CHAOS_REPORT=$(BIN)/chaos/report.txt go test -count=1 -timeout 20m -v -run TestChaos ./test/chaos/ $(CHAOS_FLAGS)
 
+.PHONY: images
+images: ## Build the operator, portal and pause images as OCI archives in bin/images (no container engine).
+	hack/images.sh
+
+.PHONY: e2e
+e2e: $(HELM) ## End to end on a real single-node cluster: helm install, worker pods, Apache Kafka (root; hack/README.md).
+	HELM=$(HELM) hack/e2e.sh
+
 ##@ Benchmarks
 
 BENCH_SCENARIOS ?= mixed concurrency throughput overhead large rebalance

@@ -17,6 +17,9 @@
 #   KAFKA_HEAP             JVM heap flags (default: -Xms64m -Xmx256m)
 #   KAFKA_START_TIMEOUT    seconds to wait for the first metadata answer (default 90)
 #   KAFKA_STOP_TIMEOUT     seconds between SIGTERM and SIGKILL (default 30)
+#   KAFKA_HOST             address the plaintext client listener binds and
+#                          advertises (default 127.0.0.1; hack/e2e.sh uses the
+#                          test cluster's bridge address so that pods reach it)
 #   KAFKA_SECURED          1 (default): also run the secured listeners; 0: plaintext only
 #
 # Secured listeners (KAFKA_SECURED=1): besides PLAINTEXT, a SASL_SSL listener
@@ -51,6 +54,7 @@ MTLS_USER=kafkasend-mtls
 START_TIMEOUT=${KAFKA_START_TIMEOUT:-90}
 STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-30}
 HEAP=${KAFKA_HEAP:--Xms64m -Xmx256m}
+HOST=${KAFKA_HOST:-127.0.0.1}
 
 log() { echo "kafka.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -150,8 +154,8 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+listeners=PLAINTEXT://$HOST:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://$HOST:$port,CONTROLLER://127.0.0.1:$cport
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
@@ -244,12 +248,12 @@ start() {
   local formatted
   formatted=$(date +%s%N)
 
-  echo "127.0.0.1:$port" >"$BOOTSTRAP"
+  echo "$HOST:$port" >"$BOOTSTRAP"
   : >"$RUN/kafka.out"
   launch || die "broker did not start"
   local ready
   ready=$(date +%s%N)
-  log "broker pid $(cat "$PIDFILE") ready on 127.0.0.1:$port: format $(((formatted - began) / 1000000)) ms, start to first metadata answer $(((ready - formatted) / 1000000)) ms"
+  log "broker pid $(cat "$PIDFILE") ready on $HOST:$port: format $(((formatted - began) / 1000000)) ms, start to first metadata answer $(((ready - formatted) / 1000000)) ms"
   cat "$BOOTSTRAP"
 }
 

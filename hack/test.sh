@@ -5,7 +5,8 @@
 #  3. envtest (real kube-apiserver, etcd, kube-controller-manager built by
 #     hack/envtest-assets.sh) and integration tests against a real Apache
 #     Kafka broker started by hack/kafka.sh;
-#  4. the packaging: kustomize builds and the Helm chart renders.
+#  4. the packaging: kustomize builds and the Helm chart renders;
+#  5. end to end on a real single-node cluster (hack/e2e.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
@@ -70,5 +71,11 @@ if [[ -x hack/test-packaging.sh ]]; then
   step "packaging"
   hack/test-packaging.sh
 fi
+
+# A real single-node cluster (root; installs its Debian packages when
+# missing): helm install, worker pods answering jobs, autoscaling, rollouts.
+step "e2e on a real cluster (hack/e2e.sh)"
+hack/kafka.sh stop >/dev/null
+hack/e2e.sh
 
 step "done in $(( $(date +%s) - t0 ))s"
