@@ -372,7 +372,7 @@ func TestLagReaderOverSecuredKafka(t *testing.T) {
 			if err != nil {
 				t.Fatalf("measuring lag over %s: %v", l.name, err)
 			}
-			if r.Total != 4 || r.Partitions != 2 || r.PerPartition[0] != 1 || r.PerPartition[1] != 3 {
+			if r.Lag != 4 || r.Partitions != 2 || len(r.PerPartition) != 2 || r.PerPartition[0].Lag != 1 || r.PerPartition[1].Lag != 3 {
 				t.Fatalf("lag %+v, want total 4 (1 on partition 0, 3 on partition 1)", r)
 			}
 		})
