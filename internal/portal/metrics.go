@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"kafkasend.io/kafkasend/internal/portal/upstream"
+	"kafkasend.io/kafkasend/internal/version"
 	"kafkasend.io/kafkasend/pkg/wire"
 )
 
@@ -33,6 +34,11 @@ type Metrics struct {
 	produceErrors    prometheus.Counter
 	revokeCancelled  prometheus.Counter
 	skippedAnswered  prometheus.Counter
+	upstreamStatus   *prometheus.CounterVec
+	maxInFlight      prometheus.Gauge
+	maxBytes         prometheus.Gauge
+	reexecuted       prometheus.Counter
+	handoverJobs     prometheus.Gauge
 }
 
 // NewMetrics registers the worker's metrics (and the Go and process
@@ -107,16 +113,71 @@ func NewMetrics() *Metrics {
 			Namespace: metricsNamespace, Name: "skipped_answered_total",
 			Help: "Records skipped because the commit metadata says their job was already answered (after a crash or rebalance).",
 		}),
+		upstreamStatus: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "upstream_responses_total",
+			Help: "Upstream calls by the status class of the upstream's final answer (1xx to 5xx), or \"error\" when the call ended in an error response (timeout, unreachable, rejected, auth, ...; see jobs_completed_total).",
+		}, []string{"class"}),
+		maxInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "max_in_flight_jobs",
+			Help: "The in-flight limit (spec.concurrency.maxInFlight): consumption pauses when in_flight_jobs reaches it.",
+		}),
+		maxBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "max_held_bytes",
+			Help: "The byte budget (spec.concurrency.maxBytes): consumption pauses when held_bytes reaches it.",
+		}),
+		reexecuted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "jobs_reexecuted_total",
+			Help: "Jobs this worker executed again because an earlier execution was handed over unfinished or lost in a crash.",
+		}),
+		handoverJobs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "handover_jobs",
+			Help: "Jobs handed over to this worker by a partition's previous owner and still running here.",
+		}),
 	}
 	m.Registry.MustRegister(
+		version.NewCollector(),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.jobsReceived, m.jobsCompleted, m.inFlight, m.jobDuration, m.upstreamDuration, m.upstreamRetries,
 		m.heldBytes, m.partialJobs, m.tokenRefreshes, m.backpressure, m.uncommitted, m.deadLetters,
 		m.duplicates, m.produceErrors, m.revokeCancelled, m.skippedAnswered,
+		m.upstreamStatus, m.maxInFlight, m.maxBytes, m.reexecuted, m.handoverJobs,
 	)
+	for _, c := range statusClasses {
+		m.upstreamStatus.WithLabelValues(c) // export zeros, so rate() works from the first scrape
+	}
 	return m
 }
+
+// statusClasses are the upstream_responses_total labels.
+var statusClasses = []string{"1xx", "2xx", "3xx", "4xx", "5xx", "error"}
+
+// statusClass is the upstream_responses_total label of a call's end.
+func statusClass(status int, kind wire.ErrorKind) string {
+	if kind != wire.ErrorNone || status < 100 || status > 599 {
+		return "error"
+	}
+	return statusClasses[status/100-1]
+}
+
+// SetCapacity exports the worker's limits (max_in_flight_jobs,
+// max_held_bytes), so that dashboards and alerts compare in_flight_jobs and
+// held_bytes with them.
+func (m *Metrics) SetCapacity(maxInFlight int, maxBytes int64) {
+	m.maxInFlight.Set(float64(maxInFlight))
+	m.maxBytes.Set(float64(maxBytes))
+}
+
+// JobReexecuted counts a job this worker executes again after a hand-over
+// or a crash (jobs_reexecuted_total).
+func (m *Metrics) JobReexecuted() { m.reexecuted.Inc() }
+
+// HandoverStarted and HandoverDone track jobs handed over to this worker
+// that are still running here (handover_jobs).
+func (m *Metrics) HandoverStarted() { m.handoverJobs.Inc() }
+
+// HandoverDone: see HandoverStarted.
+func (m *Metrics) HandoverDone() { m.handoverJobs.Dec() }
 
 // outcome is the jobs_completed_total label of a response.
 func outcome(kind wire.ErrorKind) string {
@@ -131,8 +192,9 @@ type upstreamObserver struct{ m *Metrics }
 
 var _ upstream.Observer = upstreamObserver{}
 
-func (o upstreamObserver) UpstreamDone(method string, _ int, kind wire.ErrorKind, d time.Duration) {
+func (o upstreamObserver) UpstreamDone(method string, status int, kind wire.ErrorKind, d time.Duration) {
 	o.m.upstreamDuration.WithLabelValues(method, outcome(kind)).Observe(d.Seconds())
+	o.m.upstreamStatus.WithLabelValues(statusClass(status, kind)).Inc()
 }
 
 func (o upstreamObserver) UpstreamRetry(_ string, reason string) {
