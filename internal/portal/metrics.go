@@ -18,6 +18,8 @@ const metricsNamespace = "kafkasend_portal"
 type Metrics struct {
 	Registry *prometheus.Registry
 
+	collectors []prometheus.Collector
+
 	jobsReceived     prometheus.Counter
 	jobsCompleted    *prometheus.CounterVec
 	inFlight         prometheus.Gauge
@@ -134,7 +136,7 @@ func NewMetrics() *Metrics {
 			Help: "Jobs handed over to this worker by a partition's previous owner and still running here.",
 		}),
 	}
-	m.Registry.MustRegister(
+	m.collectors = []prometheus.Collector{
 		version.NewCollector(),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -142,11 +144,21 @@ func NewMetrics() *Metrics {
 		m.heldBytes, m.partialJobs, m.tokenRefreshes, m.backpressure, m.uncommitted, m.deadLetters,
 		m.duplicates, m.produceErrors, m.revokeCancelled, m.skippedAnswered,
 		m.upstreamStatus, m.maxInFlight, m.maxBytes, m.reexecuted, m.handoverJobs,
-	)
+	}
+	m.Registry.MustRegister(m.collectors...)
 	for _, c := range statusClasses {
 		m.upstreamStatus.WithLabelValues(c) // export zeros, so rate() works from the first scrape
 	}
 	return m
+}
+
+// Describe sends the descriptions of every metric the worker exports, also
+// of those with no series yet (tests check dashboards and alerts against
+// them).
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range m.collectors {
+		c.Describe(ch)
+	}
 }
 
 // statusClasses are the upstream_responses_total labels.
