@@ -121,11 +121,19 @@ expect_text "$f" "- --leader-elect"
 expect_text "$f" "- --worker-image=kafkasend/portal:0.1.0"
 expect_none "$f" ServiceMonitor
 expect_none "$f" PodDisruptionBudget
+expect_none "$f" PodMonitor
+expect_none "$f" PrometheusRule
+expect "$f" Pod kafkasend-selftest
 
 run helm-all "$HELM" template kafkasend "$chart" -n kafkasend-system -f "$all"
 f=$work/helm-all.out
 expect "$f" ServiceMonitor kafkasend-controller-manager
 expect "$f" PodDisruptionBudget kafkasend-controller-manager
+expect "$f" PodMonitor kafkasend-workers
+expect "$f" PrometheusRule kafkasend-alerts
+expect "$f" ConfigMap kafkasend-dashboard
+expect "$f" ClusterRole kafkasend-metrics-auth-role kafkasend-metrics-reader
+expect_text "$f" "- --metrics-secure"
 expect "$f" ServiceAccount kafkasend-operator
 expect "$f" Role kafkasend-leader-election-role
 expect_text "$f" "namespace: kafkasend-leases"
