@@ -87,6 +87,11 @@ docker-build: ## Build the operator image IMG and the worker image WORKER_IMG, s
 test: $(CONTROLLER_GEN) ## Everything: generated files, vet, unit, envtest and real-Kafka tests.
 	hack/test.sh
 
+.PHONY: test-rules
+test-rules: ## promtool check and unit-test the alert rules (config/prometheus).
+	promtool check rules config/prometheus/rules.yaml
+	promtool test rules config/prometheus/rules_test.yaml
+
 .PHONY: test-unit
 test-unit: ## Unit tests only (embedded Kafka, no control plane).
 	go test -count=1 -race $$(go list ./... | grep -v -e /test/ -e /controllers)

@@ -101,6 +101,13 @@ expect_text "$f" "namespace: kafkasend-system"
 run kustomize-samples "$KUSTOMIZE" build config/samples
 expect "$work/kustomize-samples.out" PortalPipeline orders
 
+run installer env KUSTOMIZE="$KUSTOMIZE" hack/build-installer.sh reg.example/op:v1 reg.example/portal:v1
+f=$work/installer.out
+expect "$f" CustomResourceDefinition portalpipelines.kafkasend.io
+expect "$f" Deployment kafkasend-controller-manager
+expect_text "$f" "image: reg.example/op:v1"
+expect_text "$f" "value: reg.example/portal:v1"
+
 chart=charts/kafkasend
 all=test/packaging/testdata/values-all.yaml
 run helm-lint "$HELM" lint --strict "$chart"
@@ -150,4 +157,4 @@ if "$HELM" template kafkasend "$chart" --set metrics.serviceMonitor.enable=true 
   fail "helm template accepted the unknown key metrics.serviceMonitor.enable" "$work/helm-typo.out"
 fi
 
-echo "test-packaging: ok: kustomize config/default and config/samples, helm lint and template ($(( $(date +%s) - t0 ))s)"
+echo "test-packaging: ok: kustomize config/default and config/samples, the installer, helm lint and template ($(( $(date +%s) - t0 ))s)"

@@ -5,7 +5,8 @@
 #  3. envtest (real kube-apiserver, etcd, kube-controller-manager built by
 #     hack/envtest-assets.sh) and integration tests against a real Apache
 #     Kafka broker started by hack/kafka.sh;
-#  4. the packaging: kustomize builds and the Helm chart renders.
+#  4. the packaging: kustomize builds and the Helm chart renders;
+#  5. the alert rules: promtool check rules and promtool test rules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
@@ -24,6 +25,22 @@ if ! command -v kcat >/dev/null && [[ ${CI:-} == true || ${KAFKASEND_INSTALL_DEP
   step "installing kcat"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null) || echo "kcat not installed; its test will skip"
 fi
+
+# promtool (Debian's prometheus package) checks and unit-tests the alert
+# rules; it is required, so it is installed when missing where that is
+# possible, and its absence fails the run otherwise.
+if ! command -v promtool >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  step "installing promtool (Debian package prometheus)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+if ! command -v promtool >/dev/null; then
+  echo "test.sh: promtool is missing: install Debian's prometheus package (apt-get install prometheus) or put promtool on PATH" >&2
+  exit 1
+fi
+
+step "alert rules (promtool)"
+promtool check rules config/prometheus/rules.yaml
+promtool test rules config/prometheus/rules_test.yaml
 
 step "tools (controller-gen, kustomize, helm, golangci-lint; cached in bin/)"
 make --no-print-directory tools >/dev/null
