@@ -1,6 +1,7 @@
 package packaging
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,12 @@ func makeOutput(t *testing.T, root string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("make", append([]string{"--no-print-directory", "-s"}, args...)...)
 	cmd.Dir = root
+	// The Makefile's variables come from git, not from the shell.
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); name != "VERSION" && name != "REVISION" && name != "LDFLAGS" && name != "BIN" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("make %v: %v\n%s", args, err, out)
