@@ -76,7 +76,7 @@ func selftest(ctx context.Context, args []string, out io.Writer) error {
 		var d appsv1.Deployment
 		if err := c.Get(ctx, key, &d); err != nil {
 			last = err.Error()
-			return false, nil
+			return false, nil //nolint:nilerr // keep polling; the last error is reported at the timeout
 		}
 		ok, why := available(&d)
 		last = why

@@ -188,7 +188,8 @@ func (m *Metrics) JobReexecuted() { m.reexecuted.Inc() }
 // that are still running here (handover_jobs).
 func (m *Metrics) HandoverStarted() { m.handoverJobs.Inc() }
 
-// HandoverDone: see HandoverStarted.
+// HandoverDone counts down handover_jobs when a handed-over job ends here
+// (see HandoverStarted).
 func (m *Metrics) HandoverDone() { m.handoverJobs.Dec() }
 
 // outcome is the jobs_completed_total label of a response.

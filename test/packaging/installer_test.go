@@ -68,8 +68,8 @@ func TestInstallerApplies(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(len(objs)).To(BeNumerically(">=", 10))
 	for _, o := range objs {
-		// The CRD must be served before nothing else needs it; apply in order.
-		g.Expect(k8s.Patch(ctx, o, client.Apply, client.FieldOwner("kubectl"), client.ForceOwnership)).To(Succeed(),
+		// In the installer's order, as kubectl applies it.
+		g.Expect(k8s.Apply(ctx, client.ApplyConfigurationFromUnstructured(o), client.FieldOwner("kubectl"), client.ForceOwnership)).To(Succeed(),
 			"%s %s", o.GetKind(), o.GetName())
 	}
 	var crd apiextensionsv1.CustomResourceDefinition
