@@ -112,6 +112,8 @@ func TestHelmInstall(t *testing.T) {
 		ContainSubstring("kubectl get portalpipelines"),
 		ContainSubstring("kubectl wait --for=condition=Ready portalpipeline/orders"),
 		ContainSubstring("rollout status deployment/"+deploymentName),
+		ContainSubstring("helm test "+releaseName+" -n "+releaseNamespace),
+		ContainSubstring("`helm upgrade` updates it and `helm uninstall` keeps it"),
 	), "helm install's notes")
 
 	// The CRD, a template of the chart, is served.
