@@ -307,10 +307,7 @@ func chartWithChangedCRD(t *testing.T, root string) string {
 // PortalPipeline dry run, once its status says it is.
 func checkSelftest(ctx context.Context, t *testing.T, k8s client.Client, kubeconfig string, dep *appsv1.Deployment) {
 	g := NewWithT(t)
-	bin := filepath.Join(t.TempDir(), "manager")
-	if out, err := exec.Command("go", "build", "-o", bin, "kafkasend.io/kafkasend/cmd/manager").CombinedOutput(); err != nil {
-		t.Fatalf("building the manager: %v\n%s", err, out)
-	}
+	bin := buildManager(t)
 	selftest := func() (string, error) {
 		cmd := exec.CommandContext(ctx, bin, "selftest", "--namespace="+dep.Namespace, "--deployment="+dep.Name, "--timeout=3s")
 		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
