@@ -75,7 +75,9 @@ func selftest(ctx context.Context, args []string, out io.Writer) error {
 	err = wait.PollUntilContextTimeout(ctx, time.Second, *timeout, true, func(ctx context.Context) (bool, error) {
 		var d appsv1.Deployment
 		if err := c.Get(ctx, key, &d); err != nil {
-			last = err.Error()
+			if ctx.Err() == nil || last == "" {
+				last = err.Error()
+			}
 			return false, nil //nolint:nilerr // keep polling; the last error is reported at the timeout
 		}
 		ok, why := available(&d)

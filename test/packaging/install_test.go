@@ -309,14 +309,14 @@ func checkSelftest(ctx context.Context, t *testing.T, k8s client.Client, kubecon
 	g := NewWithT(t)
 	bin := buildManager(t)
 	selftest := func() (string, error) {
-		cmd := exec.CommandContext(ctx, bin, "selftest", "--namespace="+dep.Namespace, "--deployment="+dep.Name, "--timeout=3s")
+		cmd := exec.CommandContext(ctx, bin, "selftest", "--namespace="+dep.Namespace, "--deployment="+dep.Name, "--timeout=15s")
 		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
 	out, err := selftest()
 	g.Expect(err).To(HaveOccurred(), "selftest passed with no operator pod running:\n%s", out)
-	g.Expect(out).To(ContainSubstring("is not available after 3s: 0 of 1 replicas available"))
+	g.Expect(out).To(ContainSubstring("is not available after 15s: its controller has not seen the latest spec yet"))
 
 	var d appsv1.Deployment
 	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(dep), &d)).To(Succeed())

@@ -20,7 +20,9 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 var (
@@ -77,6 +79,12 @@ func TestSecureMetrics(t *testing.T) {
 	for _, o := range objs {
 		g.Expect(k8s.Create(ctx, o)).To(Succeed())
 	}
+	g.Eventually(func(g Gomega) {
+		var crd apiextensionsv1.CustomResourceDefinition
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: "portalpipelines.kafkasend.io"}, &crd)).To(Succeed())
+		g.Expect(crd.Status.Conditions).To(ContainElement(And(
+			HaveField("Type", apiextensionsv1.Established), HaveField("Status", apiextensionsv1.ConditionTrue))))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
 
 	metricsPort, probePort := freePort(t), freePort(t)
 	var logs bytes.Buffer
@@ -85,14 +93,21 @@ func TestSecureMetrics(t *testing.T) {
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	g.Expect(cmd.Start()).To(Succeed())
+	exited := make(chan struct{})
+	go func() { _, _ = cmd.Process.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
+		<-exited
 		if t.Failed() {
 			t.Logf("manager logs:\n%s", logs.String())
 		}
 	})
 	g.Eventually(func() error {
+		select {
+		case <-exited:
+			return StopTrying("the manager exited")
+		default:
+		}
 		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(probePort) + "/readyz")
 		if err != nil {
 			return err
@@ -126,7 +141,7 @@ func TestSecureMetrics(t *testing.T) {
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the manager's certificate is self-signed
 	}}
-	scrape := func(token string) (int, string) {
+	scrape := func(g Gomega, token string) (int, string) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://127.0.0.1:"+strconv.Itoa(metricsPort)+"/metrics", nil)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
@@ -137,16 +152,19 @@ func TestSecureMetrics(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
 	}
-	code, _ := scrape("")
-	g.Expect(code).To(Equal(http.StatusUnauthorized), "scraped without a token")
-	code, _ = scrape(nobody)
+	// The metrics server may start a moment after /readyz answers.
+	g.Eventually(func(g Gomega) {
+		code, _ := scrape(g, "")
+		g.Expect(code).To(Equal(http.StatusUnauthorized), "scraped without a token")
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	code, _ := scrape(g, nobody)
 	g.Expect(code).To(Equal(http.StatusForbidden), "scraped with a token that may not GET /metrics")
 	g.Eventually(func(g Gomega) {
-		code, body := scrape(scraper)
+		code, body := scrape(g, scraper)
 		g.Expect(code).To(Equal(http.StatusOK))
 		g.Expect(body).To(ContainSubstring("kafkasend_build_info{"))
 		g.Expect(body).To(ContainSubstring("controller_runtime_"))
-	}).WithTimeout(30 * time.Second).Should(Succeed(), "the RBAC-bound scraper got no metrics")
+	}).WithTimeout(30*time.Second).Should(Succeed(), "the RBAC-bound scraper got no metrics")
 }
 
 func ptr[T any](v T) *T { return &v }
