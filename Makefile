@@ -18,8 +18,15 @@ KUSTOMIZE := $(BIN)/kustomize-$(KUSTOMIZE_VERSION)
 HELM := $(BIN)/helm-$(HELM_VERSION)
 GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
-IMG ?= kafkasend/operator:dev
-WORKER_IMG ?= kafkasend/portal:dev
+# The build's version (hack/version.sh: the chart's appVersion at its release
+# tag, else <appVersion>-dev.<revision>) and source revision, linked into
+# every binary and image.
+VERSION ?= $(shell hack/version.sh)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X kafkasend.io/kafkasend/internal/version.Version=$(VERSION) -X kafkasend.io/kafkasend/internal/version.Revision=$(REVISION)
+
+IMG ?= kafkasend/operator:$(VERSION)
+WORKER_IMG ?= kafkasend/portal:$(VERSION)
 
 .PHONY: all
 all: build
@@ -31,10 +38,10 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-18s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests (and the chart's copy of the CRD).
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests (and the chart's copies of the CRD and alert rules).
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:maxDescLen=512 paths="./api/...;./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	mkdir -p charts/kafkasend/crds && cp config/crd/bases/*.yaml charts/kafkasend/crds/
+	hack/chart-files.sh
 
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
@@ -58,16 +65,32 @@ lint: $(GOLANGCI_LINT) ## golangci-lint (.golangci.yml).
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: build
-build: ## Build the manager, portal and kafkasend binaries into bin/.
-	go build -o $(BIN)/manager ./cmd/manager
-	go build -o $(BIN)/portal ./cmd/portal
-	go build -o $(BIN)/kafkasend ./cmd/kafkasend
+build: ## Build the manager, portal and kafkasend binaries into bin/, stamped with VERSION and REVISION.
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/manager ./cmd/manager
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/portal ./cmd/portal
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/kafkasend ./cmd/kafkasend
+
+.PHONY: version
+version: ## Print the version the build stamps into binaries and images.
+	@echo $(VERSION)
+
+CONTAINER_TOOL ?= docker
+
+.PHONY: docker-build
+docker-build: ## Build the operator image IMG and the worker image WORKER_IMG, stamped with VERSION and REVISION.
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --target operator -t $(IMG) .
+	$(CONTAINER_TOOL) build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) --target portal -t $(WORKER_IMG) .
 
 ##@ Test
 
 .PHONY: test
 test: $(CONTROLLER_GEN) ## Everything: generated files, vet, unit, envtest and real-Kafka tests.
 	hack/test.sh
+
+.PHONY: test-rules
+test-rules: ## promtool check and unit-test the alert rules (config/prometheus).
+	promtool check rules config/prometheus/rules.yaml
+	promtool test rules config/prometheus/rules_test.yaml
 
 .PHONY: test-unit
 test-unit: ## Unit tests only (embedded Kafka, no control plane).
@@ -144,10 +167,15 @@ demo: ## The main job end to end on an embedded Kafka (no cluster, no broker).
 install: manifests $(KUSTOMIZE) ## Install the CRD into the current kubectl context.
 	$(KUSTOMIZE) build config/crd | kubectl apply --server-side -f -
 
+.PHONY: build-installer
+build-installer: manifests $(KUSTOMIZE) ## Write dist/install.yaml: CRD, RBAC and the operator running IMG, deploying WORKER_IMG.
+	mkdir -p dist
+	KUSTOMIZE=$(KUSTOMIZE) hack/build-installer.sh "$(IMG)" "$(WORKER_IMG)" > dist/install.yaml
+	@echo "dist/install.yaml: operator $(IMG), workers $(WORKER_IMG)"
+
 .PHONY: deploy
-deploy: manifests $(KUSTOMIZE) ## Deploy the operator with kustomize into the current kubectl context.
-	cd config/manager && $(KUSTOMIZE) edit set image controller=$(IMG)
-	$(KUSTOMIZE) build config/default | kubectl apply --server-side -f -
+deploy: manifests $(KUSTOMIZE) ## Deploy the operator (IMG) and its worker image (WORKER_IMG) into the current kubectl context.
+	KUSTOMIZE=$(KUSTOMIZE) hack/build-installer.sh "$(IMG)" "$(WORKER_IMG)" | kubectl apply --server-side -f -
 
 .PHONY: undeploy
 undeploy: $(KUSTOMIZE) ## Remove the operator.

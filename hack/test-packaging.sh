@@ -101,6 +101,13 @@ expect_text "$f" "namespace: kafkasend-system"
 run kustomize-samples "$KUSTOMIZE" build config/samples
 expect "$work/kustomize-samples.out" PortalPipeline orders
 
+run installer env KUSTOMIZE="$KUSTOMIZE" hack/build-installer.sh reg.example/op:v1 reg.example/portal:v1
+f=$work/installer.out
+expect "$f" CustomResourceDefinition portalpipelines.kafkasend.io
+expect "$f" Deployment kafkasend-controller-manager
+expect_text "$f" "image: reg.example/op:v1"
+expect_text "$f" "value: reg.example/portal:v1"
+
 chart=charts/kafkasend
 all=test/packaging/testdata/values-all.yaml
 run helm-lint "$HELM" lint --strict "$chart"
@@ -121,11 +128,19 @@ expect_text "$f" "- --leader-elect"
 expect_text "$f" "- --worker-image=kafkasend/portal:0.1.0"
 expect_none "$f" ServiceMonitor
 expect_none "$f" PodDisruptionBudget
+expect_none "$f" PodMonitor
+expect_none "$f" PrometheusRule
+expect "$f" Pod kafkasend-selftest
 
 run helm-all "$HELM" template kafkasend "$chart" -n kafkasend-system -f "$all"
 f=$work/helm-all.out
 expect "$f" ServiceMonitor kafkasend-controller-manager
 expect "$f" PodDisruptionBudget kafkasend-controller-manager
+expect "$f" PodMonitor kafkasend-workers
+expect "$f" PrometheusRule kafkasend-alerts
+expect "$f" ConfigMap kafkasend-dashboard
+expect "$f" ClusterRole kafkasend-metrics-auth-role kafkasend-metrics-reader
+expect_text "$f" "- --metrics-secure"
 expect "$f" ServiceAccount kafkasend-operator
 expect "$f" Role kafkasend-leader-election-role
 expect_text "$f" "namespace: kafkasend-leases"
@@ -142,4 +157,4 @@ if "$HELM" template kafkasend "$chart" --set metrics.serviceMonitor.enable=true 
   fail "helm template accepted the unknown key metrics.serviceMonitor.enable" "$work/helm-typo.out"
 fi
 
-echo "test-packaging: ok: kustomize config/default and config/samples, helm lint and template ($(( $(date +%s) - t0 ))s)"
+echo "test-packaging: ok: kustomize config/default and config/samples, the installer, helm lint and template ($(( $(date +%s) - t0 ))s)"

@@ -6,7 +6,8 @@
 #     hack/envtest-assets.sh) and integration tests against a real Apache
 #     Kafka broker started by hack/kafka.sh;
 #  4. the packaging: kustomize builds and the Helm chart renders;
-#  5. end to end on a real single-node cluster (hack/e2e.sh).
+#  5. end to end on a real single-node cluster (hack/e2e.sh);
+#  6. the alert rules: promtool check rules and promtool test rules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
@@ -33,6 +34,22 @@ if ! command -v kcat >/dev/null; then
     exit 1
   fi
 fi
+
+# promtool (Debian's prometheus package) checks and unit-tests the alert
+# rules; it is required, so it is installed when missing where that is
+# possible, and its absence fails the run otherwise.
+if ! command -v promtool >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  step "installing promtool (Debian package prometheus)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+if ! command -v promtool >/dev/null; then
+  echo "test.sh: promtool is missing: install Debian's prometheus package (apt-get install prometheus) or put promtool on PATH" >&2
+  exit 1
+fi
+
+step "alert rules (promtool)"
+promtool check rules config/prometheus/rules.yaml
+promtool test rules config/prometheus/rules_test.yaml
 
 step "tools (controller-gen, kustomize, helm, golangci-lint; cached in bin/)"
 make --no-print-directory tools >/dev/null

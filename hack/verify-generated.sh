@@ -3,7 +3,7 @@
 # when that changed anything: generated files must be committed up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-files=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml charts/kafkasend/crds)
+files=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml charts/kafkasend/templates/crds charts/kafkasend/files/prometheus-rules.yaml)
 snap=$(mktemp -d)
 trap 'rm -rf "$snap"' EXIT
 for f in "${files[@]}"; do mkdir -p "$snap/$(dirname "$f")"; cp -r "$f" "$snap/$f"; done

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"flag"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	kafkasendv1alpha1 "kafkasend.io/kafkasend/api/v1alpha1"
@@ -24,6 +27,13 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "selftest" {
+		if err := selftest(context.Background(), os.Args[2:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "manager:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		os.Exit(1)
@@ -40,20 +50,28 @@ func run() error {
 		watchNamespaces string
 		secureMetrics   bool
 		enableHTTP2     bool
+		printVersion    bool
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so that only one replica reconciles.")
 	flag.StringVar(&leaderElectNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's).")
-	flag.StringVar(&workerImage, "worker-image", envOr("KAFKASEND_WORKER_IMAGE", "kafkasend/portal:"+version.Version),
+	flag.StringVar(&workerImage, "worker-image", envOr("KAFKASEND_WORKER_IMAGE", "kafkasend/portal:"+version.Get().Version),
 		"Portal worker image for pipelines that name none (env KAFKASEND_WORKER_IMAGE).")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", envOr("KAFKASEND_WATCH_NAMESPACES", ""),
 		"Comma-separated namespaces to watch; empty watches all (env KAFKASEND_WATCH_NAMESPACES).")
-	flag.BoolVar(&secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS with authn/authz.")
+	flag.BoolVar(&secureMetrics, "metrics-secure", false,
+		"Serve metrics over HTTPS (a self-signed certificate) to authenticated and authorised clients only: "+
+			"the caller's bearer token is checked with a TokenReview and its right to GET /metrics with a SubjectAccessReview.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics server.")
+	flag.BoolVar(&printVersion, "version", false, "Print the version and exit.")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if printVersion {
+		fmt.Println(version.Line("manager"))
+		return nil
+	}
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
@@ -74,13 +92,23 @@ func run() error {
 		}
 	}
 
+	metricsOpts := metricsserver.Options{
+		BindAddress:   metricsAddr,
+		SecureServing: secureMetrics,
+		TLSOpts:       tlsOpts,
+	}
+	if secureMetrics {
+		// Needs the tokenreviews and subjectaccessreviews create rights
+		// (the chart's and config/default's metrics-auth ClusterRole).
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	if err := ctrlmetrics.Registry.Register(version.NewCollector()); err != nil {
+		return fmt.Errorf("registering %s: %w", version.BuildInfoName, err)
+	}
+
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme: scheme,
-		Metrics: metricsserver.Options{
-			BindAddress:   metricsAddr,
-			SecureServing: secureMetrics,
-			TLSOpts:       tlsOpts,
-		},
+		Scheme:                        scheme,
+		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              "kafkasend-operator.kafkasend.io",
@@ -106,7 +134,7 @@ func run() error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
-	log.Info("Starting manager", "version", version.Version, "workerImage", workerImage, "watchNamespaces", watchNamespaces)
+	log.Info("Starting manager", "version", version.Get().Version, "revision", version.Get().Revision, "workerImage", workerImage, "watchNamespaces", watchNamespaces)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 

@@ -39,13 +39,19 @@ func run() error {
 		healthAddr  string
 		logLevel    string
 		develLog    bool
+		showVersion bool
 	)
 	flag.StringVar(&configFile, "config", "", "Path of the portal configuration file (YAML or JSON). Required.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":9090", "Address of /metrics.")
 	flag.StringVar(&healthAddr, "health-bind-address", ":8081", "Address of /healthz and /readyz.")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error.")
 	flag.BoolVar(&develLog, "log-development", false, "Human-readable logs instead of JSON.")
+	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
 	flag.Parse()
+	if showVersion {
+		fmt.Println(version.Line("portal"))
+		return nil
+	}
 	if configFile == "" {
 		flag.Usage()
 		return fmt.Errorf("--config is required")
@@ -60,11 +66,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	p, err := portal.New(cfg, portal.Options{Log: log})
+	metrics := portal.NewMetrics()
+	metrics.SetCapacity(cfg.Concurrency.MaxInFlight, cfg.Concurrency.MaxBytes)
+	p, err := portal.New(cfg, portal.Options{Log: log, Metrics: metrics})
 	if err != nil {
 		return err
 	}
-	log.Info("Starting", "version", version.Version, "config", configFile)
+	log.Info("Starting", "version", version.Get().Version, "revision", version.Get().Revision, "config", configFile)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

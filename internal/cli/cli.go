@@ -1,11 +1,11 @@
-// Package cli is the kafkasend command line: send, await, demo and bench. The
-// command in cmd/kafkasend only wires it to the process.
+// Package cli is the kafkasend command line: send, await, demo, bench,
+// version and completion. The command in cmd/kafkasend only wires it to the
+// process.
 package cli
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,22 +13,43 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"kafkasend.io/kafkasend/internal/bench"
+	"kafkasend.io/kafkasend/internal/version"
 	"kafkasend.io/kafkasend/pkg/client"
+	"kafkasend.io/kafkasend/pkg/wire"
 )
 
 // Exit codes.
 const (
 	// ExitOK: an answer was printed (any HTTP status unless --fail).
 	ExitOK = 0
-	// ExitError: an error response (timeout, rejected, ...) or a failure to
-	// send or receive; one line on stderr says why.
+	// ExitError: a failure to send or receive (Kafka, files); one line on
+	// stderr says why.
 	ExitError = 1
 	// ExitUsage: bad command line.
 	ExitUsage = 2
 	// ExitHTTPError: with --fail, the upstream answered with status 400 or more.
 	ExitHTTPError = 22
 )
+
+// kindExitCodes are the exit codes of the portal's error responses, by kind
+// (documented in the root command's help).
+var kindExitCodes = []struct {
+	kind wire.ErrorKind
+	code int
+}{
+	{wire.ErrorTimeout, 3},
+	{wire.ErrorUnreachable, 4},
+	{wire.ErrorRejected, 5},
+	{wire.ErrorTooLarge, 6},
+	{wire.ErrorMalformed, 7},
+	{wire.ErrorIncomplete, 8},
+	{wire.ErrorAuth, 9},
+	{wire.ErrorInternal, 10},
+}
 
 // IO is the process's environment.
 type IO struct {
@@ -38,54 +59,127 @@ type IO struct {
 	Getenv func(string) string
 	// Terminal reports whether Stdout is a terminal (live progress).
 	Terminal bool
+	// StderrTerminal reports whether Stderr is a terminal: -v then redraws
+	// one progress line instead of printing a line every few seconds.
+	StderrTerminal bool
 }
 
-const usage = `kafkasend: send REST jobs over Kafka to a kafkasend portal.
-
-Usage:
-  kafkasend send [options] PATH     send one HTTP request and print the answer
-  kafkasend await [options] JOBID   wait for the answer to a job sent with --async
-  kafkasend demo [options]          run a portal, an upstream and a workload on an
-                                    embedded broker, and compare sync with async
-  kafkasend bench --scenario NAME   measure a portal process: mixed, concurrency,
-                                    throughput, overhead or large (docs/benchmarks.md)
-
-Run 'kafkasend COMMAND --help' for a command's options and examples.
-
-Exit codes: 0 an answer was printed (any HTTP status, unless --fail);
-1 an error response (timeout, rejected, unreachable, ...) or a Kafka failure,
-  explained on stderr as "kafkasend: KIND: MESSAGE";
-2 a usage error; 22 with --fail, an HTTP status of 400 or more.
-`
+func exitCodesHelp() string {
+	var b strings.Builder
+	b.WriteString(`Exit codes:
+  0   an answer was printed (any HTTP status, unless --fail)
+  1   a failure to send or receive (Kafka, files), explained on stderr
+  2   a usage error
+`)
+	for _, k := range kindExitCodes {
+		fmt.Fprintf(&b, "  %-3d the portal answered with an error response of kind %s\n", k.code, k.kind)
+	}
+	b.WriteString("  22  with --fail, the upstream answered with an HTTP status of 400 or more\n")
+	b.WriteString(`An error response is explained on stderr as "kafkasend: KIND: MESSAGE (job ID)".
+`)
+	return b.String()
+}
 
 // Main runs the command line args (without the program name) and returns
 // the exit code.
-func Main(ctx context.Context, args []string, io IO) int {
-	if io.Getenv == nil {
-		io.Getenv = os.Getenv
+func Main(ctx context.Context, args []string, sio IO) int {
+	if sio.Getenv == nil {
+		sio.Getenv = os.Getenv
 	}
+	if sio.Stdin == nil {
+		sio.Stdin = strings.NewReader("")
+	}
+	root := newRoot(ctx, sio)
 	if len(args) == 0 {
-		fmt.Fprint(io.Stderr, usage)
+		root.SetOut(sio.Stderr)
+		_ = root.Usage()
 		return ExitUsage
 	}
-	var err error
-	switch args[0] {
-	case "-h", "--help", "help":
-		fmt.Fprint(io.Stdout, usage)
-		return ExitOK
-	case "send":
-		err = runSend(ctx, args[1:], io)
-	case "await":
-		err = runAwait(ctx, args[1:], io)
-	case "demo":
-		err = runDemo(ctx, args[1:], io)
-	case "bench":
-		return bench.Main(ctx, args[1:], io.Stdout, io.Stderr)
-	default:
-		fmt.Fprintf(io.Stderr, "kafkasend: unknown command %q\n\n%s", args[0], usage)
-		return ExitUsage
+	root.SetArgs(singleDashLongFlags(root, args))
+	err := root.ExecuteContext(ctx)
+	return report(err, sio.Stderr)
+}
+
+func newRoot(ctx context.Context, sio IO) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kafkasend",
+		Short: "Send REST jobs over Kafka to a kafkasend portal",
+		Long: `kafkasend sends REST jobs over Kafka to a kafkasend portal and prints the
+answers; it also runs a self-contained demo and the benchmarks.
+
+` + exitCodesHelp(),
+		Example: `  export KAFKASEND_BROKERS=kafka-0:9092 KAFKASEND_TOPIC=orders.requests \
+         KAFKASEND_REPLY_TOPIC=orders.replies
+  kafkasend send -i /v1/items/7
+  id=$(kafkasend send --async -d @report.json /v1/reports) && kafkasend await -v "$id"
+  source <(kafkasend completion bash)`,
+		Version:       version.Get().String(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// Unknown commands are usage errors (exit 2), not "no Run".
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	return report(err, io.Stderr)
+	root.SetVersionTemplate("kafkasend {{.Version}}\n")
+	root.SetOut(sio.Stdout)
+	root.SetErr(sio.Stderr)
+	root.SetIn(sio.Stdin)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err.Error()} })
+	root.AddCommand(newSendCommand(sio), newAwaitCommand(sio), newDemoCommand(sio), newBenchCommand(ctx, sio), newVersionCommand(sio))
+	root.CompletionOptions.HiddenDefaultCmd = false
+	return root
+}
+
+func newVersionCommand(sio IO) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version (the same as --version)",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintln(sio.Stdout, version.Line("kafkasend"))
+			return nil
+		},
+	}
+}
+
+func newBenchCommand(ctx context.Context, sio IO) *cobra.Command {
+	return &cobra.Command{
+		Use:   "bench --scenario NAME",
+		Short: "Measure a portal process: mixed, concurrency, throughput, overhead or large (docs/benchmarks.md)",
+		// bench parses its own flags (kafkasend bench --help lists them).
+		DisableFlagParsing: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			if code := bench.Main(ctx, args, sio.Stdout, sio.Stderr); code != 0 {
+				return exitError{code}
+			}
+			return nil
+		},
+	}
+}
+
+// singleDashLongFlags rewrites -name and -name=value into --name for the
+// long flags of the command line's subcommand, as the flag package before
+// pflag accepted them (kafkasend send -timeout 5s). Combined short flags
+// (-iv) are left alone.
+func singleDashLongFlags(root *cobra.Command, args []string) []string {
+	cmd, _, err := root.Find(args)
+	if err != nil || cmd == nil || cmd.DisableFlagParsing {
+		return args
+	}
+	out := make([]string, 0, len(args))
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if len(a) > 2 && a[0] == '-' && a[1] != '-' {
+			name, _, _ := strings.Cut(a[1:], "=")
+			if len(name) > 1 && cmd.Flags().Lookup(name) != nil {
+				a = "-" + a
+			}
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // exitError carries an exit code without a message of its own.
@@ -101,18 +195,27 @@ func (e usageError) Error() string { return e.msg }
 func report(err error, stderr io.Writer) int {
 	var ee exitError
 	var ue usageError
+	var ce *client.Error
 	switch {
 	case err == nil:
-		return ExitOK
-	case errors.Is(err, flag.ErrHelp):
 		return ExitOK
 	case errors.As(err, &ee):
 		return ee.code
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "kafkasend: %s\n", ue.msg)
+		fmt.Fprintf(stderr, "kafkasend: %s\n", oneLine(ue.msg))
+		return ExitUsage
+	case strings.HasPrefix(err.Error(), "unknown command"), strings.HasPrefix(err.Error(), "unknown flag"):
+		fmt.Fprintf(stderr, "kafkasend: %s\n", oneLine(err.Error()))
 		return ExitUsage
 	}
 	fmt.Fprintf(stderr, "kafkasend: %s\n", oneLine(err.Error()))
+	if errors.As(err, &ce) {
+		for _, k := range kindExitCodes {
+			if errors.Is(err, &client.Error{Kind: k.kind}) {
+				return k.code
+			}
+		}
+	}
 	return ExitError
 }
 
@@ -120,23 +223,21 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// parseInterleaved parses flags that may come before or after positional
-// arguments (kafkasend send /path -i) and returns the positional ones.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
+// noArgs refuses positional arguments with a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Sprintf("%s takes no arguments", cmd.Name())}
+	}
+	return nil
+}
+
+// exactlyOne requires one positional argument, named what.
+func exactlyOne(what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return usageError{fmt.Sprintf("%s needs exactly one %s (see kafkasend %s --help)", cmd.Name(), what, cmd.Name())}
 		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+		return nil
 	}
 }
 
@@ -155,7 +256,7 @@ type kafkaFlags struct {
 }
 
 // register adds the flags, with defaults from the environment.
-func (k *kafkaFlags) register(fs *flag.FlagSet, getenv func(string) string) {
+func (k *kafkaFlags) register(fs *pflag.FlagSet, getenv func(string) string) {
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
 			return v
@@ -182,6 +283,10 @@ func (k *kafkaFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 	fs.StringVar(&k.saslPasswordFile, "sasl-password-file", env("KAFKASEND_SASL_PASSWORD_FILE", ""),
 		"file holding the SASL password (env KAFKASEND_SASL_PASSWORD_FILE, or the password itself in KAFKASEND_SASL_PASSWORD)")
 	k.saslPassword = getenv("KAFKASEND_SASL_PASSWORD")
+	_ = cobra.MarkFlagFilename(fs, "ca-file", "pem", "crt")
+	_ = cobra.MarkFlagFilename(fs, "cert-file", "pem", "crt")
+	_ = cobra.MarkFlagFilename(fs, "key-file", "pem", "key")
+	_ = cobra.MarkFlagFilename(fs, "sasl-password-file")
 }
 
 func envInt(getenv func(string) string, name string, def int) int {
@@ -236,17 +341,4 @@ func (k *kafkaFlags) config() (client.Config, error) {
 		cfg.SASL = &client.SASL{Mechanism: k.saslMechanism, Username: k.saslUser, Password: k.saslPassword, PasswordFile: k.saslPasswordFile}
 	}
 	return cfg, nil
-}
-
-// newFlagSet returns a flag set that prints usage text to stderr on
-// -h/--help and on errors.
-func newFlagSet(name, help string, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, help)
-		fmt.Fprintln(out, "\nOptions:")
-		fs.PrintDefaults()
-	}
-	return fs
 }

@@ -1,12 +1,14 @@
 package portal
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"kafkasend.io/kafkasend/internal/portal/upstream"
+	"kafkasend.io/kafkasend/internal/version"
 	"kafkasend.io/kafkasend/pkg/wire"
 )
 
@@ -15,6 +17,8 @@ const metricsNamespace = "kafkasend_portal"
 // Metrics are the worker's Prometheus metrics, on a registry of its own.
 type Metrics struct {
 	Registry *prometheus.Registry
+
+	collectors []prometheus.Collector
 
 	jobsReceived     prometheus.Counter
 	jobsCompleted    *prometheus.CounterVec
@@ -31,12 +35,15 @@ type Metrics struct {
 	duplicates       prometheus.Counter
 	produceErrors    prometheus.Counter
 	revokeCancelled  prometheus.Counter
+	skippedAnswered  prometheus.Counter
+	upstreamStatus   *prometheus.CounterVec
+	maxInFlight      prometheus.Gauge
+	maxBytes         prometheus.Gauge
+	reexecuted       prometheus.Counter
 	handoverJobs     prometheus.Gauge
 	handoverRecords  *prometheus.CounterVec
 	skippedLeased    prometheus.Counter
-	reexecuted       prometheus.Counter
 	metadataDropped  prometheus.Counter
-	skippedAnswered  prometheus.Counter
 }
 
 // NewMetrics registers the worker's metrics (and the Go and process
@@ -107,6 +114,26 @@ func NewMetrics() *Metrics {
 			Namespace: metricsNamespace, Name: "revoked_jobs_cancelled_total",
 			Help: "In-flight jobs given up without an answer (stop deadline passed, or their first worker answered them after their lease lapsed); their partition's owner runs them, or has their answer.",
 		}),
+		skippedAnswered: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "skipped_answered_total",
+			Help: "Records skipped because the commit metadata says their job was already answered (after a crash or rebalance).",
+		}),
+		upstreamStatus: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "upstream_responses_total",
+			Help: "Upstream calls by the status class of the upstream's final answer (1xx to 5xx), or \"error\" when the call ended in an error response (timeout, unreachable, rejected, auth, ...; see jobs_completed_total).",
+		}, []string{"class"}),
+		maxInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "max_in_flight_jobs",
+			Help: "The in-flight limit (spec.concurrency.maxInFlight): consumption pauses when in_flight_jobs reaches it.",
+		}),
+		maxBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "max_held_bytes",
+			Help: "The byte budget (spec.concurrency.maxBytes): consumption pauses when held_bytes reaches it.",
+		}),
+		reexecuted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "jobs_reexecuted_total",
+			Help: "Handed-over jobs this worker ran because their lease lapsed (the worker running them died).",
+		}),
 		handoverJobs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "handover_jobs",
 			Help: "Jobs of partitions this worker released that still run here under a lease.",
@@ -119,28 +146,54 @@ func NewMetrics() *Metrics {
 			Namespace: metricsNamespace, Name: "skipped_leased_total",
 			Help: "Records not executed here because their job runs on the worker that released the partition.",
 		}),
-		reexecuted: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: metricsNamespace, Name: "jobs_reexecuted_total",
-			Help: "Handed-over jobs run here because their lease lapsed (their first worker died).",
-		}),
 		metadataDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "commit_metadata_dropped_offsets_total",
 			Help: "Answered or leased offsets left out of a commit's metadata for its size limit (they may run again after a hand-over).",
 		}),
-		skippedAnswered: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: metricsNamespace, Name: "skipped_answered_total",
-			Help: "Records skipped because the commit metadata says their job was already answered (after a crash or rebalance).",
-		}),
 	}
-	m.Registry.MustRegister(
+	m.collectors = []prometheus.Collector{
+		version.NewCollector(),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.jobsReceived, m.jobsCompleted, m.inFlight, m.jobDuration, m.upstreamDuration, m.upstreamRetries,
 		m.heldBytes, m.partialJobs, m.tokenRefreshes, m.backpressure, m.uncommitted, m.deadLetters,
 		m.duplicates, m.produceErrors, m.revokeCancelled, m.skippedAnswered,
-		m.handoverJobs, m.handoverRecords, m.skippedLeased, m.reexecuted, m.metadataDropped,
-	)
+		m.upstreamStatus, m.maxInFlight, m.maxBytes, m.reexecuted, m.handoverJobs,
+		m.handoverRecords, m.skippedLeased, m.metadataDropped,
+	}
+	m.Registry.MustRegister(m.collectors...)
+	for _, c := range statusClasses {
+		m.upstreamStatus.WithLabelValues(c) // export zeros, so rate() works from the first scrape
+	}
 	return m
+}
+
+// Describe sends the descriptions of every metric the worker exports, also
+// of those with no series yet (tests check dashboards and alerts against
+// them).
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range m.collectors {
+		c.Describe(ch)
+	}
+}
+
+// statusClasses are the upstream_responses_total labels.
+var statusClasses = []string{"1xx", "2xx", "3xx", "4xx", "5xx", "error"}
+
+// statusClass is the upstream_responses_total label of a call's end.
+func statusClass(status int, kind wire.ErrorKind) string {
+	if kind != wire.ErrorNone || status < 100 || status > 599 {
+		return "error"
+	}
+	return statusClasses[status/100-1]
+}
+
+// SetCapacity exports the worker's limits (max_in_flight_jobs,
+// max_held_bytes), so that dashboards and alerts compare in_flight_jobs and
+// held_bytes with them.
+func (m *Metrics) SetCapacity(maxInFlight int, maxBytes int64) {
+	m.maxInFlight.Set(float64(maxInFlight))
+	m.maxBytes.Set(float64(maxBytes))
 }
 
 // outcome is the jobs_completed_total label of a response.
@@ -156,8 +209,9 @@ type upstreamObserver struct{ m *Metrics }
 
 var _ upstream.Observer = upstreamObserver{}
 
-func (o upstreamObserver) UpstreamDone(method string, _ int, kind wire.ErrorKind, d time.Duration) {
+func (o upstreamObserver) UpstreamDone(method string, status int, kind wire.ErrorKind, d time.Duration) {
 	o.m.upstreamDuration.WithLabelValues(method, outcome(kind)).Observe(d.Seconds())
+	o.m.upstreamStatus.WithLabelValues(statusClass(status, kind)).Inc()
 }
 
 func (o upstreamObserver) UpstreamRetry(_ string, reason string) {
@@ -171,3 +225,5 @@ func (o upstreamObserver) TokenRefreshed(ok bool) {
 	}
 	o.m.tokenRefreshes.WithLabelValues(r).Inc()
 }
+
+func partitionLabel(p int32) string { return strconv.FormatInt(int64(p), 10) }

@@ -129,6 +129,7 @@ func New(cfg config.Config, opts Options) (*Portal, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics()
 	}
+	opts.Metrics.SetCapacity(cfg.Concurrency.MaxInFlight, cfg.Concurrency.MaxBytes)
 	if opts.CommitInterval <= 0 {
 		opts.CommitInterval = time.Second
 	}

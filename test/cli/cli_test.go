@@ -59,7 +59,7 @@ func run(t *testing.T, env []string, stdin string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(hermeticEnviron(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -73,6 +73,18 @@ func run(t *testing.T, env []string, stdin string, args ...string) result {
 		t.Fatalf("running kafkasend %v: %v", args, err)
 	}
 	return r
+}
+
+// hermeticEnviron is the test process's environment without the KAFKASEND_*
+// settings of the shell that runs the tests: each test says what it sets.
+func hermeticEnviron() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KAFKASEND_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // pipeline starts topics, an upstream and a portal, and returns the
@@ -165,17 +177,18 @@ func TestSendAndAwait(t *testing.T) {
 		}
 	})
 
-	t.Run("error responses exit 1 with one line", func(t *testing.T) {
+	t.Run("error responses exit with their kind's code and one line", func(t *testing.T) {
 		for _, tc := range []struct {
 			args []string
 			kind string
+			code int
 		}{
-			{[]string{"send", "../x"}, "rejected"},
-			{[]string{"send", "--timeout", "1s", "/slow"}, "timeout"},
+			{[]string{"send", "../x"}, "rejected", 5},
+			{[]string{"send", "--timeout", "1s", "/slow"}, "timeout", 3},
 		} {
 			r := run(t, env, "", tc.args...)
-			if r.code != 1 || r.stdout != "" {
-				t.Errorf("%v: exit %d stdout %q, want 1 and no output", tc.args, r.code, r.stdout)
+			if r.code != tc.code || r.stdout != "" {
+				t.Errorf("%v: exit %d stdout %q, want %d and no output", tc.args, r.code, r.stdout, tc.code)
 			}
 			if !regexp.MustCompile(`^kafkasend: ` + tc.kind + `: .+\n$`).MatchString(r.stderr) {
 				t.Errorf("%v: stderr %q, want one line 'kafkasend: %s: ...'", tc.args, r.stderr, tc.kind)
@@ -198,6 +211,45 @@ func TestSendAndAwait(t *testing.T) {
 		}
 	})
 
+	t.Run("-o FILE writes the answer there, -v tells the job ID and chunks", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "answer")
+		r := run(t, append(env, "KAFKASEND_MAX_MESSAGE_BYTES=2048"), strings.Repeat("x", 10000), "send", "-iv", "-o", out, "-d", "@-", "/echo")
+		if r.code != 0 || r.stdout != "" {
+			t.Fatalf("exit %d stdout %q stderr %q, want 0 and nothing on stdout", r.code, r.stdout, r.stderr)
+		}
+		got, err := os.ReadFile(out)
+		if err != nil || !strings.HasPrefix(string(got), "HTTP/1.1 200 OK\r\n") || !strings.HasSuffix(string(got), "\r\n\r\n"+strings.Repeat("x", 10000)) {
+			t.Fatalf("%s: %v, %.80q...", out, err, got)
+		}
+		m := regexp.MustCompile(`kafkasend: job ([A-Z2-7]{26}): 10000 body bytes in (\d+) chunks to `).FindStringSubmatch(r.stderr)
+		if m == nil || m[2] < "5" || m[2] > "7" || len(m[2]) != 1 {
+			t.Errorf("stderr %q: want the job ID and 5 to 7 chunks (10000 body bytes and the envelope in 2048-byte records)", r.stderr)
+		}
+		if !strings.Contains(r.stderr, "answered 200 OK after") || !strings.Contains(r.stderr, "wrote the answer (200 OK) to "+out) {
+			t.Errorf("stderr %q lacks the answer's arrival", r.stderr)
+		}
+	})
+
+	t.Run("-v shows a progress line during a long wait", func(t *testing.T) {
+		r := run(t, append(env, "KAFKASEND_TIMEOUT=7s"), "", "send", "-v", "/slow")
+		if r.code != 3 {
+			t.Fatalf("exit %d stderr %q, want 3 (timeout)", r.code, r.stderr)
+		}
+		if !regexp.MustCompile(`kafkasend: waiting for job [A-Z2-7]{26}: [1-9]s elapsed, deadline in [0-9]s \(\d\d:\d\d:\d\d\)\n`).MatchString(r.stderr) {
+			t.Errorf("stderr %q: want a line with the time elapsed and the deadline", r.stderr)
+		}
+	})
+
+	t.Run("an error leaves no -o file", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "answer")
+		if r := run(t, env, "", "send", "--fail", "-o", out, "/missing"); r.code != 22 {
+			t.Errorf("exit %d, want 22", r.code)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Errorf("%s exists after --fail and a 404: %v", out, err)
+		}
+	})
+
 	t.Run("usage errors exit 2", func(t *testing.T) {
 		for _, args := range [][]string{{"send"}, {"send", "-H", "bad", "/x"}, {"frobnicate"}, {"await"}} {
 			if r := run(t, env, "", args...); r.code != 2 || r.stderr == "" {
@@ -213,12 +265,29 @@ func TestSendAndAwait(t *testing.T) {
 func TestHelp(t *testing.T) {
 	for _, cmd := range []string{"send", "await", "demo"} {
 		r := run(t, nil, "", cmd, "--help")
-		if r.code != 0 || !strings.Contains(r.stderr, "Examples:") || !strings.Contains(r.stderr, "kafkasend "+cmd) {
-			t.Errorf("%s --help: exit %d, output %q: want 0 and usage with examples", cmd, r.code, r.stderr)
+		if r.code != 0 || !strings.Contains(r.stdout, "Examples:") || !strings.Contains(r.stdout, "kafkasend "+cmd) {
+			t.Errorf("%s --help: exit %d, output %q: want 0 and usage with examples", cmd, r.code, r.stdout)
 		}
 	}
-	if r := run(t, nil, "", "--help"); r.code != 0 || !strings.Contains(r.stdout, "send") {
-		t.Errorf("--help: exit %d stdout %q", r.code, r.stdout)
+	r := run(t, nil, "", "--help")
+	if r.code != 0 || !strings.Contains(r.stdout, "send") || !strings.Contains(r.stdout, "3   the portal answered with an error response of kind timeout") {
+		t.Errorf("--help: exit %d stdout %q: want the commands and the exit codes", r.code, r.stdout)
+	}
+	if r := run(t, nil, "", "bench", "--help"); r.code != 0 || !strings.Contains(r.stdout+r.stderr, "--scenario") {
+		t.Errorf("bench --help: exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if r := run(t, nil, "", "completion", "bash"); r.code != 0 || !strings.Contains(r.stdout, "__start_kafkasend") {
+		t.Errorf("completion bash: exit %d, %d bytes", r.code, len(r.stdout))
+	}
+}
+
+// TestShellSettingsDoNotLeak: the tests pass whatever KAFKASEND_* the shell
+// has (the binary gets a clean environment).
+func TestShellSettingsDoNotLeak(t *testing.T) {
+	t.Setenv("KAFKASEND_BROKERS", "127.0.0.1:1")
+	t.Setenv("KAFKASEND_TOPIC", "from-the-shell")
+	if r := run(t, nil, "", "send", "/x"); r.code != 2 || !strings.Contains(r.stderr, "KAFKASEND_BROKERS") {
+		t.Errorf("exit %d stderr %q: the shell's KAFKASEND_BROKERS reached the binary", r.code, r.stderr)
 	}
 }
 

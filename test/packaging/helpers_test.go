@@ -260,3 +260,28 @@ func diffPermissions(want, got []rbacv1.PolicyRule) []string {
 	sort.Strings(diff)
 	return diff
 }
+
+// lineDiff shows the first lines where want and got differ.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	shown := 0
+	for i := 0; i < len(w) || i < len(g); i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl == gl {
+			continue
+		}
+		fmt.Fprintf(&b, "line %d:\n- %s\n+ %s\n", i+1, wl, gl)
+		if shown++; shown == 10 {
+			b.WriteString("...\n")
+			break
+		}
+	}
+	return b.String()
+}

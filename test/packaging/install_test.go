@@ -2,7 +2,9 @@ package packaging
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -110,9 +112,11 @@ func TestHelmInstall(t *testing.T) {
 		ContainSubstring("kubectl get portalpipelines"),
 		ContainSubstring("kubectl wait --for=condition=Ready portalpipeline/orders"),
 		ContainSubstring("rollout status deployment/"+deploymentName),
+		ContainSubstring("helm test "+releaseName+" -n "+releaseNamespace),
+		ContainSubstring("`helm upgrade` updates it and `helm uninstall` keeps it"),
 	), "helm install's notes")
 
-	// The CRD, from the chart's crds/ folder, is served.
+	// The CRD, a template of the chart, is served.
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8s.Get(ctx, crdKey, &crd)).To(Succeed())
 		g.Expect(crd.Status.Conditions).To(ContainElement(And(
@@ -158,14 +162,27 @@ func TestHelmInstall(t *testing.T) {
 	g.Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: example.Namespace}})).To(Succeed())
 	g.Expect(k8s.Create(ctx, example)).To(Succeed())
 
-	// An upgrade changes the operator's flags.
-	helm.mustRun(t, "upgrade", releaseName, chartDir, "--namespace", releaseNamespace,
+	t.Run("helm test's selftest", func(t *testing.T) {
+		checkSelftest(ctx, t, k8s, kubeconfig, &dep)
+	})
+
+	// An upgrade changes the operator's flags, and a changed CRD reaches
+	// the cluster.
+	upgraded := chartWithChangedCRD(t, h.root)
+	helm.mustRun(t, "upgrade", releaseName, upgraded, "--namespace", releaseNamespace,
 		"--reuse-values", "--set", "watchNamespaces={default,team-a}", "--wait=false")
 	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&dep), &dep)).To(Succeed())
 	g.Expect(dep.Spec.Template.Spec.Containers[0].Args).To(ContainElement("--watch-namespaces=default,team-a"))
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, crdKey, &crd)).To(Succeed())
+		g.Expect(crd.Spec.Versions[0].AdditionalPrinterColumns).To(ContainElement(HaveField("Name", "Upgraded")),
+			"helm upgrade did not update the CRD")
+	}).Should(Succeed())
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(sample), &kafkasendv1alpha1.PortalPipeline{})).To(Succeed(),
+		"the upgrade lost a PortalPipeline")
 
-	// Uninstalling removes the operator but, as for every chart's crds/,
-	// keeps the CRD and so the users' pipelines.
+	// Uninstalling removes the operator but keeps the CRD (crds.keep) and
+	// so the users' pipelines.
 	helm.mustRun(t, "uninstall", releaseName, "--namespace", releaseNamespace)
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(&dep), &appsv1.Deployment{}))
@@ -248,4 +265,71 @@ func notesExample(t *testing.T, notes string) *kafkasendv1alpha1.PortalPipeline 
 		t.Fatalf("decoding the notes' example: %v", err)
 	}
 	return &p
+}
+
+// chartWithChangedCRD copies the chart to a temporary folder and adds a
+// printer column to its CRD, as a new release of the chart would.
+func chartWithChangedCRD(t *testing.T, root string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "kafkasend")
+	src := filepath.Join(root, "charts", "kafkasend")
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(rel, filepath.Join("templates", "crds")) {
+			const cols = "  - additionalPrinterColumns:\n"
+			if !strings.Contains(string(data), cols) {
+				return fmt.Errorf("%s has no additionalPrinterColumns", rel)
+			}
+			data = []byte(strings.Replace(string(data), cols,
+				cols+"    - jsonPath: .metadata.name\n      name: Upgraded\n      type: string\n", 1))
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatalf("copying the chart: %v", err)
+	}
+	return dst
+}
+
+// checkSelftest runs what the chart's `helm test` pod runs, `manager
+// selftest`, against the API server: it must fail while the operator
+// Deployment is not available (no kubelet runs here) and pass, with the
+// PortalPipeline dry run, once its status says it is.
+func checkSelftest(ctx context.Context, t *testing.T, k8s client.Client, kubeconfig string, dep *appsv1.Deployment) {
+	g := NewWithT(t)
+	bin := buildManager(t)
+	selftest := func() (string, error) {
+		cmd := exec.CommandContext(ctx, bin, "selftest", "--namespace="+dep.Namespace, "--deployment="+dep.Name, "--timeout=15s")
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := selftest()
+	g.Expect(err).To(HaveOccurred(), "selftest passed with no operator pod running:\n%s", out)
+	g.Expect(out).To(ContainSubstring("is not available after 15s: its controller has not seen the latest spec yet"))
+
+	var d appsv1.Deployment
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(dep), &d)).To(Succeed())
+	d.Status = appsv1.DeploymentStatus{
+		ObservedGeneration: d.Generation, Replicas: 1, ReadyReplicas: 1, AvailableReplicas: 1, UpdatedReplicas: 1,
+		Conditions: []appsv1.DeploymentCondition{{Type: appsv1.DeploymentAvailable, Status: corev1.ConditionTrue,
+			LastUpdateTime: metav1.Now(), LastTransitionTime: metav1.Now(), Reason: "MinimumReplicasAvailable"}},
+	}
+	g.Expect(k8s.Status().Update(ctx, &d)).To(Succeed())
+	out, err = selftest()
+	g.Expect(err).NotTo(HaveOccurred(), "selftest:\n%s", out)
+	g.Expect(out).To(And(ContainSubstring("is available"), ContainSubstring("accepts a PortalPipeline")))
+	var list kafkasendv1alpha1.PortalPipelineList
+	g.Expect(k8s.List(ctx, &list, client.InNamespace(dep.Namespace))).To(Succeed())
+	g.Expect(list.Items).To(BeEmpty(), "the dry run stored a PortalPipeline")
 }

@@ -106,12 +106,44 @@ func checkWiring(t *testing.T, objs []*unstructured.Unstructured) {
 		if o.GetKind() != "ClusterRoleBinding" && o.GetKind() != "RoleBinding" {
 			continue
 		}
+		if isHook(o) {
+			checkHookBinding(t, g, objs, o)
+			continue
+		}
 		b := convert[rbacv1.RoleBinding](t, o)
 		g.Expect(b.Subjects).To(ConsistOf(rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: releaseNamespace}),
 			"%s %s binds someone other than the pods' ServiceAccount", o.GetKind(), o.GetName())
 		g.Expect(find(objs, b.RoleRef.Kind, b.RoleRef.Name)).NotTo(BeNil(), "%s %s refers to a missing %s %s",
 			o.GetKind(), o.GetName(), b.RoleRef.Kind, b.RoleRef.Name)
 	}
+}
+
+// isHook reports whether o is a Helm hook (the `helm test` objects).
+func isHook(o *unstructured.Unstructured) bool {
+	_, ok := o.GetAnnotations()["helm.sh/hook"]
+	return ok
+}
+
+// withoutHooks drops the Helm hooks from a rendering.
+func withoutHooks(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		if !isHook(o) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// checkHookBinding: a test hook's binding names the test pod's
+// ServiceAccount, itself a test hook.
+func checkHookBinding(t *testing.T, g Gomega, objs []*unstructured.Unstructured, o *unstructured.Unstructured) {
+	t.Helper()
+	b := convert[rbacv1.RoleBinding](t, o)
+	g.Expect(b.Subjects).To(HaveLen(1))
+	sa := find(objs, "ServiceAccount", b.Subjects[0].Name)
+	g.Expect(sa).NotTo(BeNil(), "hook %s binds a missing ServiceAccount", o.GetName())
+	g.Expect(isHook(sa)).To(BeTrue(), "hook %s binds a ServiceAccount that is not a hook", o.GetName())
 }
 
 // TestChartRBACMatchesKustomizeConfig fails when the chart's roles grant
@@ -179,12 +211,23 @@ func TestDiffPermissions(t *testing.T) {
 func TestChartDefaults(t *testing.T) {
 	g := NewWithT(t)
 	h := newHelm(t)
-	objs := render(t, h)
+	all := render(t, h)
+	checkWiring(t, all)
+	objs := withoutHooks(all)
 	g.Expect(kinds(objs)).To(Equal(map[string]int{
-		"ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
+		"CustomResourceDefinition": 1,
+		"ServiceAccount":           1, "ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1,
 		"Service": 1, "Deployment": 1,
 	}))
-	checkWiring(t, objs)
+	// helm test: a pod running the operator image's selftest, with its RBAC.
+	g.Expect(kinds(all)).To(HaveKeyWithValue("Pod", 1))
+	pod := convert[corev1.Pod](t, only(t, all, "Pod"))
+	g.Expect(pod.Annotations).To(HaveKeyWithValue("helm.sh/hook", "test"))
+	g.Expect(pod.Spec.Containers).To(ConsistOf(And(
+		HaveField("Image", "kafkasend/operator:"+appVersion(t)),
+		HaveField("Args", ContainElements("selftest", "--namespace="+releaseNamespace, "--deployment="+deploymentName)))))
+	crd := only(t, objs, "CustomResourceDefinition")
+	g.Expect(crd.GetAnnotations()).To(HaveKeyWithValue("helm.sh/resource-policy", "keep"))
 
 	version := appVersion(t)
 	d, c := deployment(t, objs)
@@ -298,6 +341,82 @@ func TestChartValues(t *testing.T) {
 			g.Expect(endpoints).To(ConsistOf(HaveKeyWithValue("port", "metrics")))
 		},
 	}, {
+		name: "digests pin both images",
+		args: []string{"--set", "image.digest=sha256:" + strings.Repeat("a", 64) + ",workerImage.digest=sha256:" + strings.Repeat("b", 64)},
+		check: func(t *testing.T, g Gomega, objs []*unstructured.Unstructured) {
+			_, c := deployment(t, objs)
+			g.Expect(c.Image).To(Equal("kafkasend/operator@sha256:" + strings.Repeat("a", 64)))
+			g.Expect(c.Args).To(ContainElement("--worker-image=kafkasend/portal@sha256:" + strings.Repeat("b", 64)))
+		},
+	}, {
+		name: "secure metrics: the flag, the auth RBAC and an HTTPS ServiceMonitor",
+		args: []string{"--set", "metrics.secure=true,metrics.serviceMonitor.enabled=true"},
+		check: func(t *testing.T, g Gomega, objs []*unstructured.Unstructured) {
+			_, c := deployment(t, objs)
+			g.Expect(c.Args).To(ContainElement("--metrics-secure"))
+			auth := convert[rbacv1.ClusterRole](t, find(objs, "ClusterRole", "kafkasend-metrics-auth-role"))
+			g.Expect(permissions(auth.Rules)).To(Equal([]string{
+				`group="authentication.k8s.io" resource=tokenreviews name=* verb=create`,
+				`group="authorization.k8s.io" resource=subjectaccessreviews name=* verb=create`,
+			}))
+			reader := convert[rbacv1.ClusterRole](t, find(objs, "ClusterRole", "kafkasend-metrics-reader"))
+			g.Expect(permissions(reader.Rules)).To(Equal([]string{"nonResourceURL=/metrics verb=get"}))
+			endpoints, _, _ := unstructured.NestedSlice(find(objs, "ServiceMonitor", deploymentName).Object, "spec", "endpoints")
+			g.Expect(endpoints).To(ConsistOf(And(HaveKeyWithValue("scheme", "https"), HaveKey("bearerTokenFile"))))
+		},
+	}, {
+		name: "crds.enabled=false leaves the CRD out; crds.keep=false drops the keep policy",
+		args: []string{"--set", "crds.enabled=false"},
+		check: func(t *testing.T, g Gomega, objs []*unstructured.Unstructured) {
+			g.Expect(kinds(objs)).NotTo(HaveKey("CustomResourceDefinition"))
+			objs = render(t, h, "--set", "crds.keep=false")
+			g.Expect(only(t, objs, "CustomResourceDefinition").GetAnnotations()).NotTo(HaveKey("helm.sh/resource-policy"))
+		},
+	}, {
+		name: "worker PodMonitor selects the operator's worker pods and labels them by pipeline",
+		args: []string{"--set", "workerMetrics.podMonitor.enabled=true,watchNamespaces={team-a}"},
+		check: func(t *testing.T, g Gomega, objs []*unstructured.Unstructured) {
+			pm := only(t, objs, "PodMonitor")
+			sel, _, _ := unstructured.NestedStringMap(pm.Object, "spec", "selector", "matchLabels")
+			g.Expect(sel).To(Equal(map[string]string{
+				"app.kubernetes.io/name": "kafkasend-portal", "app.kubernetes.io/managed-by": "kafkasend-operator"}))
+			ns, _, _ := unstructured.NestedStringSlice(pm.Object, "spec", "namespaceSelector", "matchNames")
+			g.Expect(ns).To(Equal([]string{"team-a"}))
+			eps, _, _ := unstructured.NestedSlice(pm.Object, "spec", "podMetricsEndpoints")
+			g.Expect(eps).To(ConsistOf(And(HaveKeyWithValue("port", "metrics"), HaveKeyWithValue("relabelings", ContainElement(
+				HaveKeyWithValue("targetLabel", "pipeline"))))))
+		},
+	}, {
+		name: "PrometheusRule holds config/prometheus/rules.yaml",
+		args: []string{"--set", "prometheusRule.enabled=true,prometheusRule.labels.release=prom"},
+		check: func(t *testing.T, g Gomega, objs []*unstructured.Unstructured) {
+			pr := only(t, objs, "PrometheusRule")
+			g.Expect(pr.GetLabels()).To(HaveKeyWithValue("release", "prom"))
+			data, err := os.ReadFile(filepath.Join(h.root, "config", "prometheus", "rules.yaml"))
+			g.Expect(err).NotTo(HaveOccurred())
+			var want map[string]any
+			g.Expect(yaml.Unmarshal(data, &want)).To(Succeed())
+			g.Expect(pr.Object["spec"]).To(Equal(want), "the PrometheusRule's spec is not config/prometheus/rules.yaml")
+		},
+	}, {
+		name: "Grafana dashboard ConfigMap with the sidecar label",
+		args: []string{"--set", "grafanaDashboard.enabled=true,grafanaDashboard.namespace=monitoring"},
+		check: func(t *testing.T, g Gomega, objs []*unstructured.Unstructured) {
+			cm := convert[corev1.ConfigMap](t, only(t, objs, "ConfigMap"))
+			g.Expect(cm.Namespace).To(Equal("monitoring"))
+			g.Expect(cm.Labels).To(HaveKeyWithValue("grafana_dashboard", "1"))
+			data, err := os.ReadFile(filepath.Join(h.root, "charts", "kafkasend", "files", "dashboard.json"))
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(cm.Data).To(HaveKeyWithValue("kafkasend.json", strings.TrimSuffix(string(data), "\n")))
+		},
+	}, {
+		name: "tests.enabled=false renders no test pod",
+		args: []string{"--set", "tests.enabled=false"},
+		check: func(t *testing.T, g Gomega, _ []*unstructured.Unstructured) {
+			g.Expect(kinds(render(t, h))).To(HaveKey("Pod"))
+			g.Expect(kinds(render(t, h, "--set", "tests.enabled=false"))).NotTo(HaveKey("Pod"))
+		},
+	}, {
 		name: "PodDisruptionBudget with maxUnavailable by default",
 		args: []string{"--set", "podDisruptionBudget.enabled=true"},
 		check: func(t *testing.T, g Gomega, objs []*unstructured.Unstructured) {
@@ -357,7 +476,7 @@ func TestChartValues(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			objs := render(t, h, tc.args...)
 			checkWiring(t, objs)
-			tc.check(t, NewWithT(t), objs)
+			tc.check(t, NewWithT(t), withoutHooks(objs))
 		})
 	}
 }
@@ -376,6 +495,8 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{"metrics.port=70000", "/metrics/port"},
 		{"image.pullPolicy=Sometimes", "/image/pullPolicy"},
 		{"serviceAccount.create=false", "serviceAccount.name is required"},
+		{"image.digest=latest", "/image/digest"},
+		{"workerMetrics.podMonitor.enable=true", "'enable' not allowed"},
 	} {
 		t.Run(tc.set, func(t *testing.T) {
 			_, err := h.template("--set", tc.set)
@@ -384,30 +505,29 @@ func TestChartRejectsBadValues(t *testing.T) {
 	}
 }
 
-// TestChartCRDsMatchConfig fails when charts/kafkasend/crds is not the copy
-// of config/crd/bases that `make manifests` makes.
+// TestChartCRDsMatchConfig fails when the chart's CRD templates are not
+// config/crd/bases as `make manifests` copies them: the rendered CRD must be
+// the generated one plus the chart's labels and keep policy.
 func TestChartCRDsMatchConfig(t *testing.T) {
 	g := NewWithT(t)
-	root := repoRoot(t)
-	want, err := filepath.Glob(filepath.Join(root, "config", "crd", "bases", "*.yaml"))
+	h := newHelm(t)
+	objs := render(t, h)
+	want, err := filepath.Glob(filepath.Join(h.root, "config", "crd", "bases", "*.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(want).NotTo(BeEmpty())
-	got, err := filepath.Glob(filepath.Join(root, "charts", "kafkasend", "crds", "*.yaml"))
-	g.Expect(err).NotTo(HaveOccurred())
-	names := func(paths []string) []string {
-		out := make([]string, len(paths))
-		for i, p := range paths {
-			out[i] = filepath.Base(p)
-		}
-		return out
-	}
-	g.Expect(names(got)).To(Equal(names(want)), "charts/kafkasend/crds and config/crd/bases differ: run make manifests")
+	g.Expect(kinds(objs)).To(HaveKeyWithValue("CustomResourceDefinition", len(want)), "run make manifests")
 	for _, p := range want {
-		w, err := os.ReadFile(p)
+		data, err := os.ReadFile(p)
 		g.Expect(err).NotTo(HaveOccurred())
-		c, err := os.ReadFile(filepath.Join(root, "charts", "kafkasend", "crds", filepath.Base(p)))
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(string(c)).To(Equal(string(w)), "charts/kafkasend/crds/%s is stale: run make manifests", filepath.Base(p))
+		var crd unstructured.Unstructured
+		g.Expect(yaml.Unmarshal(data, &crd.Object)).To(Succeed())
+		got := find(objs, "CustomResourceDefinition", crd.GetName())
+		g.Expect(got).NotTo(BeNil(), "the chart renders no CRD %s: run make manifests", crd.GetName())
+		g.Expect(got.Object["spec"]).To(Equal(crd.Object["spec"]), "the chart's CRD %s is stale: run make manifests", crd.GetName())
+		ann := got.GetAnnotations()
+		delete(ann, "helm.sh/resource-policy")
+		g.Expect(ann).To(Equal(crd.GetAnnotations()))
+		g.Expect(got.GetLabels()).To(HaveKeyWithValue("app.kubernetes.io/managed-by", "Helm"))
 	}
 }
 

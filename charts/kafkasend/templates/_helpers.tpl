@@ -65,14 +65,35 @@ The operator's ServiceAccount name.
 The operator image reference.
 */}}
 {{- define "kafkasend.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- include "kafkasend.imageRef" .Values.image | replace "@APPVERSION@" .Chart.AppVersion }}
 {{- end }}
 
 {{/*
 The portal worker image reference.
 */}}
 {{- define "kafkasend.workerImage" -}}
-{{- printf "%s:%s" .Values.workerImage.repository (default .Chart.AppVersion .Values.workerImage.tag) }}
+{{- include "kafkasend.imageRef" .Values.workerImage | replace "@APPVERSION@" .Chart.AppVersion }}
+{{- end }}
+
+{{/*
+An image reference from {repository, tag, digest}: repository@digest when a
+digest is set, else repository:tag (@APPVERSION@ when the tag is empty).
+*/}}
+{{- define "kafkasend.imageRef" -}}
+{{- if .digest }}
+{{- printf "%s@%s" .repository .digest }}
+{{- else }}
+{{- printf "%s:%s" .repository (default "@APPVERSION@" .tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Labels of the portal worker pods the operator creates
+(controllers/resources.go).
+*/}}
+{{- define "kafkasend.workerSelectorLabels" -}}
+app.kubernetes.io/name: kafkasend-portal
+app.kubernetes.io/managed-by: kafkasend-operator
 {{- end }}
 
 {{/*
