@@ -1,7 +1,6 @@
 package portal
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -225,5 +224,3 @@ func (o upstreamObserver) TokenRefreshed(ok bool) {
 	}
 	o.m.tokenRefreshes.WithLabelValues(r).Inc()
 }
-
-func partitionLabel(p int32) string { return strconv.FormatInt(int64(p), 10) }
