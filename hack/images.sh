@@ -34,8 +34,10 @@ trap 'rm -rf "$work"' EXIT
 bins=$(sed -n 's/^RUN for b in \(.*\); do \\$/\1/p' "$DOCKERFILE")
 flags=$(sed -n 's|^ *go build \(.*\) -o /out/\$b \./cmd/\$b; \\$|\1|p' "$DOCKERFILE")
 [[ -n $bins && -n $flags ]] || die "cannot find the go build loop of the Dockerfile's build stage"
-# shellcheck disable=SC2034 # VERSION is read by the eval below, as the Dockerfile's ARG.
+# shellcheck disable=SC2034 # VERSION and REVISION are read by the eval below, as the Dockerfile's ARGs.
 VERSION=$TAG
+# shellcheck disable=SC2034
+REVISION=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 buildflags=()
 eval "buildflags=($flags)"
 mkdir -p "$work/out"
