@@ -207,7 +207,7 @@ func testAutoscale(t *testing.T, c *cluster, u *upstream, p pipeline) {
 		}
 	}
 	if peak != partitions {
-		t.Errorf("peak replicas %d, want %d: the backlog asks for %d (lag / targetLagPerReplica 10) within maxReplicas 8, capped at the %d partitions",
+		t.Errorf("peak replicas %d, want %d: the backlog asks for %d (backlog / targetBacklogPerReplica 10) within maxReplicas 8, capped at the %d partitions",
 			peak, partitions, jobs/10, partitions)
 	}
 	if peakReady != partitions {
@@ -397,7 +397,7 @@ spec:
   upstream:
     baseURL: https://%[5]s:8443/api
     caSecretRef: {name: badca-ca, key: ca.crt}
-  scaling: {enabled: false}
+  scaling: {mode: Manual}
   replicas: 1
   worker:
     imagePullPolicy: Never

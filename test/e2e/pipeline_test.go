@@ -68,9 +68,10 @@ spec:
     baseURL: %s/api
     allowInsecureHTTP: true
     headers:
-      X-Rev: %q
+    - {name: X-Rev, value: %q}
   oauth:
     tokenURL: %s/oauth/token
+    allowInsecureHTTP: true
     clientIDSecretRef: {name: %s-oauth, key: client-id}
     clientSecretSecretRef: {name: %s-oauth, key: client-secret}
   concurrency:
@@ -81,7 +82,7 @@ spec:
   scaling:
     minReplicas: 1
     maxReplicas: 8
-    targetLagPerReplica: 10
+    targetBacklogPerReplica: 10
     pollInterval: 2s
     scaleDownStabilizationWindow: %s
   worker:
