@@ -271,6 +271,14 @@ func testRolloutInFlight(t *testing.T, c *cluster, u *upstream, p pipeline) {
 			t.Errorf("pod %s survived the config change: pods before %v, after %v", n, before, after)
 		}
 	}
+	// The old workers may have answered every job before the new ones were
+	// up (they keep their running jobs through the hand-over): jobs sent
+	// now show that the new configuration reached the new pods.
+	probe := make([]string, 10)
+	for i := range probe {
+		probe[i] = fmt.Sprintf("/slow?ms=10&id=ro-after-%d", i)
+	}
+	requireAllOK(t, c, "after the rollout", awaitAll(rc, submitAll(t, rc, probe), 2*time.Minute))
 	calls, _, revs, _, _, _ := u.snapshot()
 	if revs["2"] == 0 {
 		t.Errorf("no upstream call carried the new X-Rev 2: %v", revs)
