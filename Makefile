@@ -116,7 +116,7 @@ FUZZ_TARGETS ?= \
 FUZZTIME ?= 30s
 
 .PHONY: fuzz
-fuzz: ## Run every fuzz target for FUZZTIME each (default 30s; make test runs them for a few seconds).
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s; make test runs 2000 inputs of each).
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $$t ($(FUZZTIME))"; \
 		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \

@@ -77,8 +77,8 @@ step "unit tests (race detector, embedded kfake)"
 # shellcheck disable=SC2086
 env -u KAFKASEND_TEST_BROKERS go test -count=1 -race -timeout 15m $unit
 
-step "fuzz targets, a few seconds each (make fuzz for longer runs)"
-make --no-print-directory fuzz FUZZTIME="${KAFKASEND_FUZZTIME:-3s}"
+step "fuzz targets, 2000 inputs each (make fuzz for longer runs)"
+make --no-print-directory fuzz FUZZTIME="${KAFKASEND_FUZZTIME:-2000x}"
 
 step "envtest and Apache Kafka integration tests"
 env "${kafka_env[@]}" KAFKASEND_TEST_BROKERS="$brokers" KAFKASEND_REQUIRE_REAL_KAFKA=1 KAFKASEND_REQUIRE_ENVTEST=1 \
