@@ -195,7 +195,7 @@ func TestHandOverLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if b.metrics.inFlight != nil && len(b.inflight) != 0 {
+	if len(b.inflight) != 0 {
 		t.Fatalf("worker B started %d jobs; handed-over and answered jobs must not run again", len(b.inflight))
 	}
 	if len(ptB.parked) != 2 {

@@ -191,9 +191,6 @@ func instanceName() string {
 	return host + "." + hex.EncodeToString(b[:])
 }
 
-// Instance is the name this worker holds handover leases under.
-func (p *Portal) Instance() string { return p.opts.Instance }
-
 // saramaConfig builds the consumer and idempotent producer configuration.
 func saramaConfig(cfg config.Config, opts Options) (*sarama.Config, error) {
 	k := cfg.Kafka
