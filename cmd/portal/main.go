@@ -8,6 +8,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -37,6 +39,7 @@ func run() error {
 		configFile  string
 		metricsAddr string
 		healthAddr  string
+		pprofAddr   string
 		logLevel    string
 		develLog    bool
 		showVersion bool
@@ -44,6 +47,7 @@ func run() error {
 	flag.StringVar(&configFile, "config", "", "Path of the portal configuration file (YAML or JSON). Required.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":9090", "Address of /metrics.")
 	flag.StringVar(&healthAddr, "health-bind-address", ":8081", "Address of /healthz and /readyz.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "", "Address of Go's /debug/pprof/ profiles (off when empty). Serve it on loopback only: profiles show request data.")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error.")
 	flag.BoolVar(&develLog, "log-development", false, "Human-readable logs instead of JSON.")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
@@ -81,18 +85,21 @@ func run() error {
 	defer cancelRun()
 	serveCtx, stopServing := context.WithCancel(context.Background())
 	var servers errgroup.Group
-	serve := func(addr string) {
+	serve := func(addr string, h http.Handler) {
 		servers.Go(func() error {
-			err := portal.Serve(serveCtx, addr, p.Handler())
+			err := portal.Serve(serveCtx, addr, h)
 			if err != nil {
 				cancelRun()
 			}
 			return err
 		})
 	}
-	serve(healthAddr)
+	serve(healthAddr, p.Handler())
 	if metricsAddr != healthAddr {
-		serve(metricsAddr)
+		serve(metricsAddr, p.Handler())
+	}
+	if pprofAddr != "" {
+		serve(pprofAddr, profiles())
 	}
 	runErr := p.Run(runCtx)
 	stopServing()
@@ -100,4 +107,15 @@ func run() error {
 		runErr = fmt.Errorf("serving health and metrics: %w", err)
 	}
 	return runErr
+}
+
+// profiles serves Go's runtime profiles under /debug/pprof/.
+func profiles() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
