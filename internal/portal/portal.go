@@ -87,8 +87,13 @@ type Portal struct {
 	group    sarama.ConsumerGroup
 	handed   *handover
 
-	// slots bounds the jobs being executed or answered.
-	slots *semaphore.Weighted
+	// slots bounds the jobs being assembled into calls or executed;
+	// answers bounds the answers handed to Kafka and not yet acknowledged.
+	// A job moves from its slot to an answer permit when its call returns,
+	// so that a slot is not held through the produce acknowledgement: at
+	// most maxInFlight calls plus maxInFlight answers are held at once.
+	slots   *semaphore.Weighted
+	answers *semaphore.Weighted
 
 	mu       sync.Mutex
 	inflight map[string]*flight // by job ID
@@ -116,9 +121,11 @@ type Portal struct {
 	// it shared, closeProducer exclusively.
 	sendMu     sync.RWMutex
 	sendClosed bool
-	closing    chan struct{}
-	wg         sync.WaitGroup // producer loops
-	jobs       sync.WaitGroup // goroutines that may still send: calls, retries
+	// closing ends when the producer starts closing.
+	closing     context.Context
+	stopSending context.CancelFunc
+	wg          sync.WaitGroup // producer loops
+	jobs        sync.WaitGroup // goroutines that may still send: calls, retries
 }
 
 // New builds a portal from its configuration; Run starts it.
@@ -162,14 +169,16 @@ func New(cfg config.Config, opts Options) (*Portal, error) {
 		return nil, err
 	}
 	workCtx, cancelWork := context.WithCancel(context.Background())
+	closing, stopSending := context.WithCancel(context.Background())
 	p := &Portal{
 		cfg: cfg, log: opts.Log, metrics: opts.Metrics, exec: exec, asm: asm,
 		sc: sc, opts: opts,
 		slots:    semaphore.NewWeighted(int64(cfg.Concurrency.MaxInFlight)),
+		answers:  semaphore.NewWeighted(int64(cfg.Concurrency.MaxInFlight)),
 		inflight: map[string]*flight{},
 		parts:    map[*partition]struct{}{},
 		workCtx:  workCtx, cancelWork: cancelWork,
-		closing: make(chan struct{}),
+		closing: closing, stopSending: stopSending,
 	}
 	p.handed = newHandover(p, opts.Instance, cfg.Timeouts.HandoverLease.Duration)
 	p.newestOffset = func(topic string, partition int32) (int64, error) {

@@ -40,8 +40,10 @@ type flight struct {
 	started time.Time
 	// bytes of the assembled payload to give back to the assembler.
 	bytes int64
-	// slot is true when the flight holds an in-flight slot.
+	// slot is true when the flight holds an in-flight slot, answer when it
+	// holds an answer permit instead (its answer is being produced).
 	slot   bool
+	answer bool
 	cancel context.CancelFunc
 	// leasedFrom names the worker that ran the job before this one took it
 	// over (its lease lapsed).
@@ -227,8 +229,35 @@ func (p *Portal) refuseReplyTarget(f *flight, route wire.Routing, err error) {
 	p.deadLetterAnswer(f, msg, route, err)
 }
 
+// toAnswer moves a flight from its slot to an answer permit, so that the
+// slot takes the next job while Kafka acknowledges this answer. It waits
+// while maxInFlight answers are unacknowledged (Kafka is slow or down): the
+// slot stays held then, which stops consumption. A closing portal keeps the
+// slot; the answer is not sent then anyway.
+func (p *Portal) toAnswer(f *flight) {
+	p.mu.Lock()
+	slot := f.slot
+	p.mu.Unlock()
+	if !slot {
+		return
+	}
+	if !p.answers.TryAcquire(1) && p.answers.Acquire(p.closing, 1) != nil {
+		return
+	}
+	p.mu.Lock()
+	if f.released || !f.slot {
+		p.mu.Unlock()
+		p.answers.Release(1)
+		return
+	}
+	f.slot, f.answer = false, true
+	p.mu.Unlock()
+	p.slots.Release(1)
+}
+
 // respond produces the job's answer; acknowledgements finish the flight.
 func (p *Portal) respond(f *flight, resp *wire.Response, route wire.Routing) {
+	p.toAnswer(f)
 	topic := route.ReplyTopic
 	if topic == "" {
 		topic = p.cfg.Topics.Replies
@@ -270,14 +299,14 @@ func (p *Portal) send(m *sarama.ProducerMessage) bool {
 	select {
 	case prod.Input() <- m:
 		return true
-	case <-p.closing:
+	case <-p.closing.Done():
 		return false
 	}
 }
 
 // closeProducer stops every sender, then flushes and closes the producer.
 func (p *Portal) closeProducer() {
-	close(p.closing)
+	p.stopSending()
 	p.jobs.Wait()
 	p.sendMu.Lock()
 	p.sendClosed = true
@@ -368,7 +397,7 @@ func (p *Portal) producerErrors(prod sarama.AsyncProducer) {
 			select {
 			case <-time.After(d):
 				p.send(m)
-			case <-p.closing:
+			case <-p.closing.Done():
 			}
 		}()
 	}
@@ -457,8 +486,8 @@ func (p *Portal) release(f *flight, answered bool) {
 	}
 	first := !f.released
 	f.released = true
-	slot, bytes := f.slot, f.bytes
-	f.slot, f.bytes = false, 0
+	slot, answer, bytes := f.slot, f.answer, f.bytes
+	f.slot, f.answer, f.bytes = false, false, 0
 	p.mu.Unlock()
 	if !first {
 		return
@@ -474,6 +503,9 @@ func (p *Portal) release(f *flight, answered bool) {
 	f.part.complete(f, answered)
 	if slot {
 		p.slots.Release(1)
+	}
+	if answer {
+		p.answers.Release(1)
 	}
 	p.metrics.inFlight.Dec()
 	close(f.done)
