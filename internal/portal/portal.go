@@ -88,12 +88,13 @@ type Portal struct {
 	handed   *handover
 
 	// slots bounds the jobs being assembled into calls or executed;
-	// answers bounds the answers handed to Kafka and not yet acknowledged.
-	// A job moves from its slot to an answer permit when its call returns,
-	// so that a slot is not held through the produce acknowledgement: at
-	// most maxInFlight calls plus maxInFlight answers are held at once.
-	slots   *semaphore.Weighted
-	answers *semaphore.Weighted
+	// answers bounds the bytes of answers handed to Kafka and not yet
+	// acknowledged (answerBudget). A job moves from its slot to the answer
+	// budget when its call returns, so that a slot is not held through the
+	// produce acknowledgement.
+	slots        *semaphore.Weighted
+	answers      *semaphore.Weighted
+	answerBudget int64
 
 	mu       sync.Mutex
 	inflight map[string]*flight // by job ID
@@ -173,11 +174,12 @@ func New(cfg config.Config, opts Options) (*Portal, error) {
 	p := &Portal{
 		cfg: cfg, log: opts.Log, metrics: opts.Metrics, exec: exec, asm: asm,
 		sc: sc, opts: opts,
-		slots:    semaphore.NewWeighted(int64(cfg.Concurrency.MaxInFlight)),
-		answers:  semaphore.NewWeighted(int64(cfg.Concurrency.MaxInFlight)),
-		inflight: map[string]*flight{},
-		parts:    map[*partition]struct{}{},
-		workCtx:  workCtx, cancelWork: cancelWork,
+		slots:        semaphore.NewWeighted(int64(cfg.Concurrency.MaxInFlight)),
+		answers:      semaphore.NewWeighted(answerBudget(cfg)),
+		answerBudget: answerBudget(cfg),
+		inflight:     map[string]*flight{},
+		parts:        map[*partition]struct{}{},
+		workCtx:      workCtx, cancelWork: cancelWork,
 		closing: closing, stopSending: stopSending,
 	}
 	p.handed = newHandover(p, opts.Instance, cfg.Timeouts.HandoverLease.Duration)
@@ -186,6 +188,13 @@ func New(cfg config.Config, opts Options) (*Portal, error) {
 	}
 	p.runLapsed = p.startJob
 	return p, nil
+}
+
+// answerBudget is how many bytes of answers may wait for Kafka's
+// acknowledgement: one largest response and its framing, the term the
+// worker's memory sizing already counts (docs/scaling.md).
+func answerBudget(cfg config.Config) int64 {
+	return cfg.Upstream.MaxResponseBytes + 1<<20
 }
 
 // instanceName is the host (pod) name and a random suffix: a restarted pod
@@ -275,6 +284,18 @@ func saramaConfig(cfg config.Config, opts Options) (*sarama.Config, error) {
 	return sc, nil
 }
 
+// producerConfig is sc for the answer producers. Their channels hold
+// answers, not fetched chunks: at most maxInFlight answers are unacknowledged
+// (Portal.answers), so room for all of them in each stage of sarama's
+// pipeline costs no memory beyond that bound, and a stage never waits for
+// the next one to drain (32, the consumer's buffer, made every answer wait
+// for the acknowledgement of the ones before it).
+func producerConfig(sc *sarama.Config, maxInFlight int) *sarama.Config {
+	pc := *sc
+	pc.ChannelBufferSize = max(256, min(maxInFlight, 4096))
+	return &pc
+}
+
 // Ready reports whether the portal has joined its consumer group.
 func (p *Portal) Ready() bool { return p.ready.Load() }
 
@@ -320,11 +341,12 @@ func (p *Portal) Run(ctx context.Context) error {
 	}
 	defer func() { _ = p.meta.Close() }()
 
-	p.producer, err = sarama.NewAsyncProducer(p.cfg.Kafka.Brokers, p.sc)
+	pc := producerConfig(p.sc, p.cfg.Concurrency.MaxInFlight)
+	p.producer, err = sarama.NewAsyncProducer(p.cfg.Kafka.Brokers, pc)
 	if err != nil {
 		return fmt.Errorf("creating producer: %w", err)
 	}
-	p.side, err = sarama.NewAsyncProducer(p.cfg.Kafka.Brokers, p.sc)
+	p.side, err = sarama.NewAsyncProducer(p.cfg.Kafka.Brokers, pc)
 	if err != nil {
 		p.producer.AsyncClose()
 		return fmt.Errorf("creating producer: %w", err)

@@ -40,10 +40,11 @@ type flight struct {
 	started time.Time
 	// bytes of the assembled payload to give back to the assembler.
 	bytes int64
-	// slot is true when the flight holds an in-flight slot, answer when it
-	// holds an answer permit instead (its answer is being produced).
+	// slot is true when the flight holds an in-flight slot; answer is its
+	// weight in the answer budget once it holds that instead (its answer
+	// is being produced).
 	slot   bool
-	answer bool
+	answer int64
 	cancel context.CancelFunc
 	// leasedFrom names the worker that ran the job before this one took it
 	// over (its lease lapsed).
@@ -229,35 +230,55 @@ func (p *Portal) refuseReplyTarget(f *flight, route wire.Routing, err error) {
 	p.deadLetterAnswer(f, msg, route, err)
 }
 
-// toAnswer moves a flight from its slot to an answer permit, so that the
-// slot takes the next job while Kafka acknowledges this answer. It waits
-// while maxInFlight answers are unacknowledged (Kafka is slow or down): the
-// slot stays held then, which stops consumption. A closing portal keeps the
-// slot; the answer is not sent then anyway.
-func (p *Portal) toAnswer(f *flight) {
+// toAnswer moves a flight from its slot to the answer budget (size bytes
+// of answer records, at least minAnswerWeight each), so that the slot takes
+// the next job while Kafka acknowledges this answer. It waits while the
+// budget is spent (Kafka is slow or down): the slot stays held then, which
+// stops consumption. A closing portal keeps the slot; the answer is not
+// sent then anyway.
+func (p *Portal) toAnswer(f *flight, size int64) {
 	p.mu.Lock()
 	slot := f.slot
 	p.mu.Unlock()
 	if !slot {
 		return
 	}
-	if !p.answers.TryAcquire(1) && p.answers.Acquire(p.closing, 1) != nil {
+	w := min(max(size, minAnswerWeight), p.answerBudget)
+	if !p.answers.TryAcquire(w) && p.answers.Acquire(p.closing, w) != nil {
 		return
 	}
 	p.mu.Lock()
 	if f.released || !f.slot {
 		p.mu.Unlock()
-		p.answers.Release(1)
+		p.answers.Release(w)
 		return
 	}
-	f.slot, f.answer = false, true
+	f.slot, f.answer = false, w
 	p.mu.Unlock()
 	p.slots.Release(1)
 }
 
+// minAnswerWeight is what an answer costs in the answer budget at least:
+// its records' share of sarama's buffers and of the flight.
+const minAnswerWeight = 1 << 10
+
+// recordBytes is the size of a record's key, value and headers.
+func recordBytes(m *sarama.ProducerMessage) int64 {
+	n := 0
+	if m.Key != nil {
+		n += m.Key.Length()
+	}
+	if m.Value != nil {
+		n += m.Value.Length()
+	}
+	for _, h := range m.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return int64(n)
+}
+
 // respond produces the job's answer; acknowledgements finish the flight.
 func (p *Portal) respond(f *flight, resp *wire.Response, route wire.Routing) {
-	p.toAnswer(f)
 	topic := route.ReplyTopic
 	if topic == "" {
 		topic = p.cfg.Topics.Replies
@@ -276,6 +297,11 @@ func (p *Portal) respond(f *flight, resp *wire.Response, route wire.Routing) {
 			return
 		}
 	}
+	var size int64
+	for _, m := range msgs {
+		size += recordBytes(m)
+	}
+	p.toAnswer(f, size)
 	f.pending.Store(int32(len(msgs)))
 	for _, m := range msgs {
 		m.Metadata = f
@@ -487,7 +513,7 @@ func (p *Portal) release(f *flight, answered bool) {
 	first := !f.released
 	f.released = true
 	slot, answer, bytes := f.slot, f.answer, f.bytes
-	f.slot, f.answer, f.bytes = false, false, 0
+	f.slot, f.answer, f.bytes = false, 0, 0
 	p.mu.Unlock()
 	if !first {
 		return
@@ -504,8 +530,8 @@ func (p *Portal) release(f *flight, answered bool) {
 	if slot {
 		p.slots.Release(1)
 	}
-	if answer {
-		p.answers.Release(1)
+	if answer > 0 {
+		p.answers.Release(answer)
 	}
 	p.metrics.inFlight.Dec()
 	close(f.done)
