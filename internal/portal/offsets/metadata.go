@@ -380,39 +380,3 @@ func (t *Tracker) DoneRanges(limit int) []Range {
 	}
 	return out
 }
-
-// CommitState returns the offset to commit for tp and the metadata listing
-// the done offsets above it, in one consistent snapshot.
-func (m *Manager) CommitState(tp TopicPartition) (next int64, metadata string, ok bool) {
-	p := m.get(tp)
-	if p == nil {
-		return 0, "", false
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	next, ok = p.t.Committable()
-	if !ok {
-		return 0, "", false
-	}
-	md, _ := EncodeCommit(next, Commit{Done: p.t.DoneRanges(maxRanges)})
-	return next, md, true
-}
-
-// DoneAll marks several offsets of tp done at once, so that no commit
-// snapshot sees some of them done and not the others (the chunks of one
-// job are answered together). It returns how many were newly done.
-func (m *Manager) DoneAll(tp TopicPartition, offsets []int64) int {
-	p := m.get(tp)
-	if p == nil {
-		return 0
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, o := range offsets {
-		if p.t.Done(o) {
-			n++
-		}
-	}
-	return n
-}

@@ -10,26 +10,22 @@ import (
 	"time"
 )
 
-func TestCommitStateListsAnsweredOffsetsAboveTheCommitPoint(t *testing.T) {
-	m := NewManager()
-	tp := TopicPartition{Topic: "req", Partition: 2}
+func TestCommitListsAnsweredOffsetsAboveTheCommitPoint(t *testing.T) {
+	var tr Tracker
 	for _, o := range []int64{10, 11, 12, 15, 16, 40} {
-		if err := m.Track(tp, o); err != nil {
+		if err := tr.Track(o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// 10 (a slow job) is unanswered; 12, 16 and 40 are answered; 11 and 15
-	// belong to a job answered at once, together.
-	m.Done(tp, 12)
-	m.Done(tp, 16)
-	m.Done(tp, 40)
-	if n := m.DoneAll(tp, []int64{11, 15}); n != 2 {
-		t.Fatalf("DoneAll marked %d", n)
+	// 10 (a slow job) is unanswered; the others are answered.
+	for _, o := range []int64{12, 16, 40, 11, 15} {
+		tr.Done(o)
 	}
-	next, md, ok := m.CommitState(tp)
+	next, ok := tr.Committable()
 	if !ok || next != 10 {
 		t.Fatalf("commit point %d, %v", next, ok)
 	}
+	md, _ := EncodeCommit(next, Commit{Done: tr.DoneRanges(maxRanges)})
 	got, err := DecodeCommit(next, md)
 	if err != nil {
 		t.Fatal(err)
@@ -40,8 +36,9 @@ func TestCommitStateListsAnsweredOffsetsAboveTheCommitPoint(t *testing.T) {
 		t.Fatalf("metadata %q decodes to %v, want %v", md, got.Done, want)
 	}
 	// Once 10 is answered everything is committed and nothing is listed.
-	m.Done(tp, 10)
-	if next, md, _ := m.CommitState(tp); next != 41 || md != "" {
+	tr.Done(10)
+	next, _ = tr.Committable()
+	if md, _ := EncodeCommit(next, Commit{Done: tr.DoneRanges(maxRanges)}); next != 41 || md != "" {
 		t.Errorf("after all done: %d %q", next, md)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
 )
 
 // ErrNotIncreasing means that Track was given an offset not above the last one.
@@ -20,8 +19,8 @@ var ErrNotIncreasing = errors.New("offset not above the last tracked one")
 // per tracked offset not yet passed by the commit point, in a ring, so
 // memory follows the outstanding messages, not the offset span. Track,
 // Committable and the common case of Done are O(1); Done of an offset
-// behind a gap is O(log n). A Tracker is not safe for concurrent use; the
-// Manager is.
+// behind a gap is O(log n). A Tracker is not safe for concurrent use: the
+// portal guards each partition's with that partition's lock.
 type Tracker struct {
 	offs    []int64 // ring of outstanding offsets, increasing from head
 	done    []bool  // parallel to offs
@@ -108,100 +107,3 @@ func (t *Tracker) Committable() (next int64, ok bool) {
 
 // Pending is the number of tracked offsets not yet done.
 func (t *Tracker) Pending() int { return t.pending }
-
-// TopicPartition names a partition.
-type TopicPartition struct {
-	Topic     string
-	Partition int32
-}
-
-// String is topic/partition, for logs.
-func (tp TopicPartition) String() string { return fmt.Sprintf("%s/%d", tp.Topic, tp.Partition) }
-
-// Manager tracks many partitions. It is safe for concurrent use: typically
-// one goroutine per partition calls Track, the response path calls Done and
-// a commit loop calls CommitState.
-type Manager struct {
-	mu    sync.RWMutex
-	parts map[TopicPartition]*lockedTracker
-}
-
-type lockedTracker struct {
-	mu sync.Mutex
-	t  Tracker
-}
-
-// NewManager returns an empty Manager.
-func NewManager() *Manager {
-	return &Manager{parts: make(map[TopicPartition]*lockedTracker)}
-}
-
-func (m *Manager) get(tp TopicPartition) *lockedTracker {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.parts[tp]
-}
-
-// Track records that the message at tp/offset was handed over; the
-// partition's tracker is created on first use.
-func (m *Manager) Track(tp TopicPartition, offset int64) error {
-	p := m.get(tp)
-	if p == nil {
-		m.mu.Lock()
-		if p = m.parts[tp]; p == nil {
-			p = &lockedTracker{}
-			m.parts[tp] = p
-		}
-		m.mu.Unlock()
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err := p.t.Track(offset); err != nil {
-		return fmt.Errorf("partition %s: %w", tp, err)
-	}
-	return nil
-}
-
-// Done records that the message at tp/offset needs nothing more. It reports
-// false for an unknown partition (revoked, say) or an offset not tracked or
-// already done.
-//
-// A Done from before a Revoke may reach a tracker recreated for the same
-// partition and mark a redelivered offset done: that is correct, as Done
-// means the job owning that record has been answered.
-func (m *Manager) Done(tp TopicPartition, offset int64) bool {
-	p := m.get(tp)
-	if p == nil {
-		return false
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.t.Done(offset)
-}
-
-// Pending is the number of offsets of tp tracked and not yet done.
-func (m *Manager) Pending(tp TopicPartition) int {
-	p := m.get(tp)
-	if p == nil {
-		return 0
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.t.Pending()
-}
-
-// Revoke forgets tp (its partition was revoked or is being reset) and
-// returns how many of its offsets were still pending. Tracking tp again
-// starts afresh, from any offset.
-func (m *Manager) Revoke(tp TopicPartition) int {
-	m.mu.Lock()
-	p := m.parts[tp]
-	delete(m.parts, tp)
-	m.mu.Unlock()
-	if p == nil {
-		return 0
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.t.Pending()
-}

@@ -3,7 +3,6 @@ package offsets
 import (
 	"errors"
 	"math/rand/v2"
-	"sync"
 	"testing"
 )
 
@@ -231,142 +230,6 @@ func TestAgainstReference(t *testing.T) {
 	}
 }
 
-func TestManager(t *testing.T) {
-	m := NewManager()
-	a := TopicPartition{"requests", 0}
-	b := TopicPartition{"requests", 1}
-	if _, _, ok := m.CommitState(a); ok {
-		t.Fatal("committable for an unknown partition")
-	}
-	if m.Done(a, 0) {
-		t.Fatal("Done on an unknown partition")
-	}
-	for _, o := range []int64{100, 101, 102} {
-		if err := m.Track(a, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := m.Track(b, 7); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Track(a, 50); !errors.Is(err, ErrNotIncreasing) || err.Error() != "partition requests/0: tracking offset 50 after 102: offset not above the last tracked one" {
-		t.Fatalf("Track backwards: %v", err)
-	}
-	m.Done(a, 101)
-	m.Done(b, 7)
-	if na, _, _ := m.CommitState(a); na != 100 {
-		t.Fatalf("commit point of a: %d, want 100", na)
-	}
-	if nb, _, _ := m.CommitState(b); nb != 8 {
-		t.Fatalf("commit point of b: %d, want 8", nb)
-	}
-	if m.Pending(a) != 2 || m.Pending(b) != 0 {
-		t.Fatalf("pending %d %d", m.Pending(a), m.Pending(b))
-	}
-	if n := m.Revoke(a); n != 2 {
-		t.Fatalf("Revoke = %d pending, want 2", n)
-	}
-	if m.Done(a, 100) || m.Pending(a) != 0 {
-		t.Fatal("revoked partition still tracked")
-	}
-	// Reassigned: redelivery starts from the committed offset, below what was tracked.
-	if err := m.Track(a, 100); err != nil {
-		t.Fatalf("Track after Revoke: %v", err)
-	}
-	if got, _, _ := m.CommitState(a); got != 100 {
-		t.Fatalf("committable %d after reassignment", got)
-	}
-}
-
-// commit is one partition offset, in the concurrency test.
-type commit struct {
-	tp     TopicPartition
-	offset int64
-}
-
-// TestManagerConcurrent tracks from one goroutine per partition while
-// responders finish offsets in random order and a committer reads commit
-// points, which must never go backwards (go test -race).
-func TestManagerConcurrent(t *testing.T) {
-	const partitions, perPartition = 4, 5000
-	m := NewManager()
-	var wg sync.WaitGroup
-	finished := make(chan commit, 256)
-	for p := range partitions {
-		tp := TopicPartition{"requests", int32(p)}
-		wg.Add(1)
-		go func() { // consumer of partition p
-			defer wg.Done()
-			for o := range int64(perPartition) {
-				if err := m.Track(tp, o); err != nil {
-					t.Error(err)
-					return
-				}
-				finished <- commit{tp, o}
-			}
-		}()
-	}
-	var responders sync.WaitGroup
-	tps := make([]TopicPartition, partitions)
-	for p := range partitions {
-		tps[p] = TopicPartition{"requests", int32(p)}
-	}
-	for r := range 3 {
-		responders.Add(1)
-		go func() { // responders finish in scrambled order
-			defer responders.Done()
-			rng := rand.New(rand.NewPCG(uint64(r), 9))
-			var held []commit
-			for c := range finished {
-				held = append(held, c)
-				if len(held) > 64 {
-					k := rng.IntN(len(held))
-					if !m.Done(held[k].tp, held[k].offset) {
-						t.Errorf("Done(%v) = false", held[k])
-					}
-					held = append(held[:k], held[k+1:]...)
-				}
-			}
-			for _, c := range held {
-				m.Done(c.tp, c.offset)
-			}
-		}()
-	}
-	stop := make(chan struct{})
-	committerDone := make(chan struct{})
-	go func() { // commit loop
-		defer close(committerDone)
-		last := map[TopicPartition]int64{}
-		for {
-			for _, tp := range tps {
-				next, _, ok := m.CommitState(tp)
-				if !ok {
-					continue
-				}
-				if next < last[tp] {
-					t.Errorf("%v went back from %d to %d", tp, last[tp], next)
-				}
-				last[tp] = next
-			}
-			select {
-			case <-stop:
-				return
-			default:
-			}
-		}
-	}()
-	wg.Wait()
-	close(finished)
-	responders.Wait()
-	close(stop)
-	<-committerDone
-	for _, tp := range tps {
-		if next, md, _ := m.CommitState(tp); next != perPartition || md != "" || m.Pending(tp) != 0 {
-			t.Errorf("%v: final commit %d %q with %d pending, want %d", tp, next, md, m.Pending(tp), perPartition)
-		}
-	}
-}
-
 // BenchmarkInOrder: every message done right after it is tracked.
 func BenchmarkInOrder(b *testing.B) {
 	var tr Tracker
@@ -408,23 +271,4 @@ func BenchmarkOutOfOrder100k(b *testing.B) {
 		track()
 		tr.Committable()
 	}
-}
-
-func BenchmarkManagerParallel(b *testing.B) {
-	m := NewManager()
-	var next sync.Mutex
-	part := int32(0)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		next.Lock()
-		tp := TopicPartition{"requests", part}
-		part++
-		next.Unlock()
-		var o int64
-		for pb.Next() {
-			_ = m.Track(tp, o)
-			m.Done(tp, o)
-			o++
-		}
-	})
 }
