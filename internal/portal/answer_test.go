@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sync/semaphore"
 
 	"kafkasend.io/kafkasend/internal/portal/assembler"
@@ -85,6 +87,9 @@ func TestSlotIsFreeWhileTheAnswerAwaitsItsAcknowledgement(t *testing.T) {
 	if p.answers.TryAcquire(p.answerBudget) {
 		t.Fatal("the answer budget shows no unacknowledged answers")
 	}
+	if in, ans := gauge(t, p.metrics.inFlight), gauge(t, p.metrics.answering); in != 0 || ans != 2 {
+		t.Fatalf("in_flight_jobs %v, answering_jobs %v; want 0 and 2", in, ans)
+	}
 	prod.ackNext(t)
 	prod.ackNext(t)
 	for _, f := range []*flight{first, second} {
@@ -99,6 +104,9 @@ func TestSlotIsFreeWhileTheAnswerAwaitsItsAcknowledgement(t *testing.T) {
 	}
 	if !p.answers.TryAcquire(p.answerBudget) {
 		t.Fatal("the answer budget was not given back on acknowledgement")
+	}
+	if in, ans := gauge(t, p.metrics.inFlight), gauge(t, p.metrics.answering); in != 0 || ans != 0 {
+		t.Fatalf("in_flight_jobs %v, answering_jobs %v after the acknowledgements; want 0 and 0", in, ans)
 	}
 }
 
@@ -136,4 +144,13 @@ func TestSpentAnswerBudgetKeepsTheSlot(t *testing.T) {
 	if !p.slots.TryAcquire(1) {
 		t.Fatal("slot not free after the answer was acknowledged")
 	}
+}
+
+func gauge(t *testing.T, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
 }

@@ -22,6 +22,7 @@ type Metrics struct {
 	jobsReceived     prometheus.Counter
 	jobsCompleted    *prometheus.CounterVec
 	inFlight         prometheus.Gauge
+	answering        prometheus.Gauge
 	jobDuration      prometheus.Histogram
 	upstreamDuration *prometheus.HistogramVec
 	upstreamRetries  *prometheus.CounterVec
@@ -61,7 +62,11 @@ func NewMetrics() *Metrics {
 		}, []string{"outcome"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "in_flight_jobs",
-			Help: "Assembled jobs being executed or answered.",
+			Help: "Assembled jobs holding an in-flight slot: being executed, or answered without a call (errors).",
+		}),
+		answering: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "answering_jobs",
+			Help: "Jobs whose call returned and whose answer awaits Kafka's acknowledgement (they hold no in-flight slot).",
 		}),
 		jobDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "job_duration_seconds",
@@ -154,7 +159,7 @@ func NewMetrics() *Metrics {
 		version.NewCollector(),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.jobsReceived, m.jobsCompleted, m.inFlight, m.jobDuration, m.upstreamDuration, m.upstreamRetries,
+		m.jobsReceived, m.jobsCompleted, m.inFlight, m.answering, m.jobDuration, m.upstreamDuration, m.upstreamRetries,
 		m.heldBytes, m.partialJobs, m.tokenRefreshes, m.backpressure, m.uncommitted, m.deadLetters,
 		m.duplicates, m.produceErrors, m.revokeCancelled, m.skippedAnswered,
 		m.upstreamStatus, m.maxInFlight, m.maxBytes, m.reexecuted, m.handoverJobs,

@@ -256,6 +256,8 @@ func (p *Portal) toAnswer(f *flight, size int64) {
 	f.slot, f.answer = false, w
 	p.mu.Unlock()
 	p.slots.Release(1)
+	p.metrics.inFlight.Dec()
+	p.metrics.answering.Inc()
 }
 
 // minAnswerWeight is what an answer costs in the answer budget at least:
@@ -532,8 +534,10 @@ func (p *Portal) release(f *flight, answered bool) {
 	}
 	if answer > 0 {
 		p.answers.Release(answer)
+		p.metrics.answering.Dec()
+	} else {
+		p.metrics.inFlight.Dec()
 	}
-	p.metrics.inFlight.Dec()
 	close(f.done)
 }
 
