@@ -155,7 +155,7 @@ func parseArgs(args []string, stdout, stderr io.Writer) (Options, int) {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&o.Scenario, "scenario", "", "mixed, concurrency, throughput, overhead or large (required)")
+	fs.StringVar(&o.Scenario, "scenario", "", "mixed, concurrency, throughput, overhead, large or rebalance (required)")
 	fs.BoolVar(&embedded, "embedded", false, "use an in-process kfake broker on 127.0.0.1 (the default without --brokers)")
 	fs.StringVar(&brokers, "brokers", "", "comma-separated Kafka bootstrap addresses; topics are created with unique names and deleted after")
 	fs.BoolVar(&o.JSON, "json", false, "print the result as one JSON object on the last line of stdout")

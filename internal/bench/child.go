@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/procfs"
 )
 
-// ChildArg, as the first argument of Main, runs one helper process of a
-// bench run instead of a scenario: the upstream, the echo relay or the HTTP
+// ChildArg is the hidden first argument of Main that runs one helper
+// process of a bench run instead of a scenario: the upstream, the echo relay or the HTTP
 // relay, each in its own OS process so that the kernel accounts its CPU
 // apart from the load generator's. The bench starts these by re-running
 // its own executable as `EXE bench __child SPEC`; a program that embeds
@@ -194,7 +194,11 @@ func startChild(ctx context.Context, dir, name string, spec childSpec) (*childPr
 	case line, ok := <-lines:
 		if !ok {
 			<-c.exited
-			return nil, fmt.Errorf("%s exited before it was ready (%v); log:\n%s", spec.Role, c.waitErr, tail(c.logPath, 30))
+			werr := c.waitErr
+			if werr == nil {
+				werr = errors.New("exit status 0")
+			}
+			return nil, fmt.Errorf("%s exited before it was ready (%w); log:\n%s", spec.Role, werr, tail(c.logPath, 30))
 		}
 		if err := json.Unmarshal([]byte(line), &c.ready); err != nil {
 			return fail(fmt.Errorf("reading its ready line %q: %w", line, err))

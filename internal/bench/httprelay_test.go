@@ -1,0 +1,58 @@
+package bench
+
+import "testing"
+
+// The HTTP relay commits a record's offset only once every record before it
+// in the partition is answered and acknowledged, whatever order they finish in.
+func TestOffsetTrackerCommitsInOrder(t *testing.T) {
+	var tr offsetTracker
+	// Offsets with a gap (a compacted or transactional partition).
+	seqs := map[int64]uint64{}
+	for _, off := range []int64{10, 11, 12, 14, 15} {
+		seqs[off] = tr.add(off)
+	}
+	steps := []struct {
+		finish int64
+		next   int64 // 0: no commit yet
+	}{
+		{12, 0},  // 10 and 11 still running
+		{11, 0},  // 10 still running
+		{10, 13}, // 10, 11, 12 done: commit up to 12
+		{15, 0},  // 14 running
+		{14, 16},
+	}
+	for _, s := range steps {
+		next, ok := tr.done(seqs[s.finish])
+		switch {
+		case s.next == 0 && ok:
+			t.Errorf("after %d finished: committed %d, want nothing while an earlier record runs", s.finish, next)
+		case s.next != 0 && (!ok || next != s.next):
+			t.Errorf("after %d finished: commit %d (%v), want %d", s.finish, next, ok, s.next)
+		}
+	}
+	if next, ok := tr.done(seqs[14]); ok {
+		t.Errorf("settling a record twice moved the commit to %d", next)
+	}
+	// New records after a drained window.
+	s := tr.add(20)
+	if next, ok := tr.done(s); !ok || next != 21 {
+		t.Errorf("commit %d (%v), want 21", next, ok)
+	}
+}
+
+func TestProfileSecondsFitsThePhase(t *testing.T) {
+	cases := []struct {
+		jobs, answered int
+		want           int
+	}{
+		{50000, 5000, 7},    // 45,000 left at 5,000/s: 9 s, 80 % of it
+		{1000, 1000, 1},     // done already: the shortest profile
+		{10000, 0, 10},      // no answer yet (long calls): the fallback
+		{10000000, 10, 300}, // capped
+	}
+	for _, c := range cases {
+		if got := profileSeconds(c.jobs, c.answered, 1e9); got != c.want {
+			t.Errorf("profileSeconds(%d jobs, %d answered in 1 s) = %d, want %d", c.jobs, c.answered, got, c.want)
+		}
+	}
+}
