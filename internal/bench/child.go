@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +47,8 @@ type childSpec struct {
 	// HTTP relay: the upstream's URL (base and job path) and the calls in flight.
 	URL         string `json:"url,omitempty"`
 	MaxInFlight int    `json:"maxInFlight,omitempty"`
+	// PprofAddr, when set, serves Go's /debug/pprof/ of the helper (--profile).
+	PprofAddr string `json:"pprofAddr,omitempty"`
 }
 
 // childReady is the one line a helper prints on stdout once it serves.
@@ -98,6 +103,13 @@ func runChild(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 func serveChild(ctx context.Context, spec childSpec, ready func(childReady) error) error {
+	if spec.PprofAddr != "" {
+		stop, err := serveProfiles(spec.PprofAddr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	switch spec.Role {
 	case roleUpstream:
 		return serveUpstreamChild(ctx, ready)
@@ -127,15 +139,31 @@ func serveChild(ctx context.Context, spec childSpec, ready func(childReady) erro
 	return fmt.Errorf("unknown role %q", spec.Role)
 }
 
+// serveProfiles serves Go's runtime profiles on addr until stop.
+func serveProfiles(addr string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening for profiles: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
+}
+
 // childProcess is a helper process as its parent sees it.
 type childProcess struct {
-	role    string
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	logPath string
-	ready   childReady
-	exited  chan struct{}
-	waitErr error
+	role string
+	cmd  *exec.Cmd
+	// pprofAddr serves the helper's /debug/pprof/ when it was asked to.
+	pprofAddr string
+	stdin     io.WriteCloser
+	logPath   string
+	ready     childReady
+	exited    chan struct{}
+	waitErr   error
 	// cpu is user + system time of the exited process (wait4 rusage).
 	cpu time.Duration
 }
@@ -155,7 +183,7 @@ func startChild(ctx context.Context, dir, name string, spec childSpec) (*childPr
 	if err != nil {
 		return nil, fmt.Errorf("creating the %s log: %w", spec.Role, err)
 	}
-	c := &childProcess{role: spec.Role, logPath: logPath, exited: make(chan struct{})}
+	c := &childProcess{role: spec.Role, pprofAddr: spec.PprofAddr, logPath: logPath, exited: make(chan struct{})}
 	c.cmd = exec.Command(exe, args...)
 	c.cmd.Stderr = logFile
 	if c.stdin, err = c.cmd.StdinPipe(); err != nil {

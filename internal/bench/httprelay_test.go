@@ -1,6 +1,9 @@
 package bench
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // The HTTP relay commits a record's offset only once every record before it
 // in the partition is answered and acknowledged, whatever order they finish in.
@@ -42,17 +45,18 @@ func TestOffsetTrackerCommitsInOrder(t *testing.T) {
 
 func TestProfileSecondsFitsThePhase(t *testing.T) {
 	cases := []struct {
-		jobs, answered int
-		want           int
+		remaining, answered int
+		want                int
 	}{
-		{50000, 5000, 7},    // 45,000 left at 5,000/s: 9 s, 80 % of it
-		{1000, 1000, 1},     // done already: the shortest profile
-		{10000, 0, 10},      // no answer yet (long calls): the fallback
+		{45000, 5000, 7},    // 45,000 left at 5,000/s: 9 s, 80 % of it
+		{0, 1000, 1},        // done already: the shortest profile
+		{10000, 0, 10},      // no answer in the warm-up (long calls): the fallback
 		{10000000, 10, 300}, // capped
+		{100, 1000, 1},      // less than a second left
 	}
 	for _, c := range cases {
-		if got := profileSeconds(c.jobs, c.answered, 1e9); got != c.want {
-			t.Errorf("profileSeconds(%d jobs, %d answered in 1 s) = %d, want %d", c.jobs, c.answered, got, c.want)
+		if got := profileSeconds(c.remaining, c.answered, time.Second); got != c.want {
+			t.Errorf("profileSeconds(%d left, %d answered in 1 s) = %d, want %d", c.remaining, c.answered, got, c.want)
 		}
 	}
 }

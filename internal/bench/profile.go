@@ -13,11 +13,15 @@ import (
 
 // Bounds of a --profile CPU profile's length.
 const (
-	profileWarmUp     = time.Second
-	profileMinSeconds = 1
-	profileMaxSeconds = 300
-	// profileFallbackSeconds is used when no job was answered in the
-	// warm-up (long upstream calls).
+	// profileWarmUp is how long answers are counted to fit the profile,
+	// from the first answer on.
+	profileWarmUp = time.Second
+	// profileFirstAnswer bounds the wait for the first answer.
+	profileFirstAnswer = 10 * time.Second
+	profileMinSeconds  = 1
+	profileMaxSeconds  = 300
+	// profileFallbackSeconds is used when no job was answered within
+	// profileFirstAnswer or in the warm-up (long upstream calls).
 	profileFallbackSeconds = 10
 )
 
@@ -32,35 +36,58 @@ type profiler struct {
 	err     error
 }
 
-// profileSeconds fits a CPU profile to a phase: 80 % of the time the rest
-// of the jobs are expected to take at the answer rate of the warm-up, so
-// that the profile covers the steady state and ends before the phase does.
-func profileSeconds(jobs, answered int, warmUp time.Duration) int {
-	if answered <= 0 || jobs <= 0 || warmUp <= 0 {
+// profileSeconds fits a CPU profile to a phase: 80 % of the time the
+// remaining jobs are expected to take at the answer rate of the warm-up (n
+// answers in warmUp), so that the profile covers the steady state and ends
+// before the phase does.
+func profileSeconds(remaining, n int, warmUp time.Duration) int {
+	if remaining <= 0 {
+		return profileMinSeconds
+	}
+	if n <= 0 || warmUp <= 0 {
 		return profileFallbackSeconds
 	}
-	perSecond := float64(answered) / warmUp.Seconds()
-	rest := float64(jobs-answered) / perSecond
+	rest := float64(remaining) / (float64(n) / warmUp.Seconds())
 	return min(max(int(0.8*rest), profileMinSeconds), profileMaxSeconds)
 }
 
-// startProfiler waits for the warm-up, then fetches
-// /debug/pprof/profile?seconds=N from the portal at addr into
-// DIR/NAME.cpu.pb.gz. jobs is the phase's job count; answered counts the
-// answers so far. A phase shorter than the warm-up gets a profile of
-// profileMinSeconds, mostly idle.
+// fitProfile waits for the first answer (up to profileFirstAnswer), counts
+// the answers of the warm-up after it and returns the profile's length.
+func fitProfile(ctx context.Context, jobs int, answered func() int) (int, error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	first := time.After(profileFirstAnswer)
+	for answered() == 0 {
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-first:
+			return profileFallbackSeconds, nil
+		case <-tick.C:
+		}
+	}
+	t0, a0 := time.Now(), answered()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(profileWarmUp):
+	}
+	a1 := answered()
+	return profileSeconds(jobs-a1, a1-a0, time.Since(t0)), nil
+}
+
+// startProfiler waits for the first answer and the warm-up, then fetches
+// /debug/pprof/profile?seconds=N from the process at addr (a portal or a
+// relay) into DIR/NAME.cpu.pb.gz. jobs is the phase's job count; answered
+// counts the answers so far. A phase shorter than the warm-up gets a
+// profile of profileMinSeconds, mostly idle.
 func startProfiler(ctx context.Context, o Options, addr, name string, jobs int, answered func() int) *profiler {
 	p := &profiler{o: o, addr: addr, name: name, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		t0 := time.Now()
-		select {
-		case <-ctx.Done():
-			p.err = ctx.Err()
+		if p.seconds, p.err = fitProfile(ctx, jobs, answered); p.err != nil {
 			return
-		case <-time.After(profileWarmUp):
 		}
-		p.seconds = profileSeconds(jobs, answered(), time.Since(t0))
 		progressf(o, "%s: CPU profile of %d s", name, p.seconds)
 		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, p.seconds)
 		p.err = fetchProfile(ctx, url, p.file("cpu"), time.Duration(p.seconds)*time.Second+30*time.Second)

@@ -251,6 +251,11 @@ func (e *env) runPhase(ctx context.Context, p phaseSpec) (*phaseResult, error) {
 	} else {
 		cs := childSpec{Role: orDefault(p.relay, roleEchoRelay), Brokers: e.cl.brokers, Group: group, Requests: requests,
 			Replies: replies, MaxMessageBytes: p.maxMessageBytes, URL: p.relayURL, MaxInFlight: p.relayMaxInFlight}
+		if e.opts.Profile != "" {
+			if cs.PprofAddr, err = freeAddr(); err != nil {
+				return nil, err
+			}
+		}
 		if relay, err = startChild(ctx, e.dir, p.name, cs); err != nil {
 			return nil, err
 		}
@@ -264,8 +269,12 @@ func (e *env) runPhase(ctx context.Context, p phaseSpec) (*phaseResult, error) {
 	progressDone := make(chan struct{})
 	go e.reportProgress(p.name, s, col, progressDone)
 	var prof *profiler
-	if proc != nil && e.opts.Profile != "" {
+	switch {
+	case e.opts.Profile == "":
+	case proc != nil:
 		prof = startProfiler(ctx, e.opts, proc.pprofAddr, p.name, p.jobs, col.count)
+	case relay != nil:
+		prof = startProfiler(ctx, e.opts, relay.pprofAddr, p.name, p.jobs, col.count)
 	}
 	self0 := selfCPU()
 	up0, up0ok := e.upstreamCPU()
@@ -337,7 +346,7 @@ func (e *env) runPhase(ctx context.Context, p phaseSpec) (*phaseResult, error) {
 	case stopErr != nil:
 		return r, fmt.Errorf("%s: %w", p.name, stopErr)
 	case profErr != nil:
-		return r, fmt.Errorf("%s: profiling the portal: %w", p.name, profErr)
+		return r, fmt.Errorf("%s: profiling: %w", p.name, profErr)
 	}
 	return r, nil
 }

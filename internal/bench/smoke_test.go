@@ -74,7 +74,7 @@ func TestMixedSmokeEmbedded(t *testing.T) {
 // TestThroughputSmokeEmbedded runs the throughput scenario with a few jobs:
 // the portal, the echo relay and the HTTP relay (each its own process, the
 // upstream too) answer every job, the CPU figures are reported, and
-// --profile writes the portal's CPU and allocation profiles.
+// --profile writes CPU and allocation profiles of the portal and relays.
 func TestThroughputSmokeEmbedded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the portal process")
@@ -123,7 +123,7 @@ func TestThroughputSmokeEmbedded(t *testing.T) {
 			t.Errorf("JSON result has no key %q", k)
 		}
 	}
-	for _, name := range []string{"throughput-portal", "throughput-portal-80pct"} {
+	for _, name := range []string{"throughput-portal", "throughput-echo", "throughput-http-relay", "throughput-portal-80pct"} {
 		for _, kind := range []string{"cpu", "allocs"} {
 			b, err := os.ReadFile(filepath.Join(profiles, name+"."+kind+".pb.gz"))
 			if err != nil || !bytes.HasPrefix(b, []byte{0x1f, 0x8b}) {
