@@ -1,6 +1,10 @@
 package bench
 
 import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -58,5 +62,36 @@ func TestProfileSecondsFitsThePhase(t *testing.T) {
 		if got := profileSeconds(c.remaining, c.answered, time.Second); got != c.want {
 			t.Errorf("profileSeconds(%d left, %d answered in 1 s) = %d, want %d", c.remaining, c.answered, got, c.want)
 		}
+	}
+}
+
+// A --portal-bin of another make gets only the flags of the portal
+// contract unless --profile asked for our portal's profiles.
+func TestPortalArgsOnlyProfileAddsPprof(t *testing.T) {
+	plain := portalArgs("c.yaml", "127.0.0.1:1", portalSpec{})
+	want := []string{"--config", "c.yaml", "--health-bind-address", "127.0.0.1:1", "--metrics-bind-address", "127.0.0.1:1", "--log-level", "info"}
+	if !slices.Equal(plain, want) {
+		t.Errorf("without --profile: %q, want %q", plain, want)
+	}
+	prof := portalArgs("c.yaml", "127.0.0.1:1", portalSpec{pprofAddr: "127.0.0.1:2"})
+	if !slices.Equal(prof, append(want, "--pprof-bind-address", "127.0.0.1:2")) {
+		t.Errorf("with --profile: %q", prof)
+	}
+}
+
+func TestParseArgsProfile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new", "profiles")
+	var out, errs strings.Builder
+	o, code := parseArgs([]string{"--scenario", "throughput", "--profile", dir}, &out, &errs)
+	if code != -1 || o.Profile != dir {
+		t.Fatalf("code %d, profile %q; stderr:\n%s", code, o.Profile, errs.String())
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Errorf("--profile did not create %s: %v", dir, err)
+	}
+	errs.Reset()
+	o, code = parseArgs([]string{"--scenario", "rebalance", "--profile", dir}, &out, &errs)
+	if code != -1 || o.Profile != "" || !strings.Contains(errs.String(), "--profile ignored") {
+		t.Errorf("rebalance with --profile: code %d, profile %q, stderr %q; want it ignored with a note", code, o.Profile, errs.String())
 	}
 }

@@ -141,11 +141,7 @@ func startPortal(ctx context.Context, bin, dir, name string, spec portalSpec, up
 		return nil, fmt.Errorf("creating the portal log: %w", err)
 	}
 	p := &portalProcess{addr: addr, pprofAddr: spec.pprofAddr, logPath: logPath, exited: make(chan struct{}), sampled: make(chan struct{})}
-	args := []string{"--config", cfgFile, "--health-bind-address", addr, "--metrics-bind-address", addr, "--log-level", "info"}
-	if spec.pprofAddr != "" {
-		args = append(args, "--pprof-bind-address", spec.pprofAddr)
-	}
-	p.cmd = exec.Command(bin, args...)
+	p.cmd = exec.Command(bin, portalArgs(cfgFile, addr, spec)...)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	if err := p.cmd.Start(); err != nil {
 		logFile.Close()
@@ -171,6 +167,18 @@ func startPortal(ctx context.Context, bin, dir, name string, spec portalSpec, up
 	p.stopSampling = cancel
 	go p.sample(sctx, upstreamActive)
 	return p, nil
+}
+
+// portalArgs is the portal's command line: the configuration file, the
+// health and metrics address and the log level, which any portal of the
+// same contract takes (a --portal-bin of another make, too), and
+// --pprof-bind-address only when profiles were asked for.
+func portalArgs(cfgFile, addr string, spec portalSpec) []string {
+	args := []string{"--config", cfgFile, "--health-bind-address", addr, "--metrics-bind-address", addr, "--log-level", "info"}
+	if spec.pprofAddr != "" {
+		args = append(args, "--pprof-bind-address", spec.pprofAddr)
+	}
+	return args
 }
 
 func (p *portalProcess) waitReady(ctx context.Context, timeout time.Duration) error {
