@@ -172,7 +172,7 @@ func parseArgs(args []string, stdout, stderr io.Writer) (Options, int) {
 	fs.IntVar(&o.Partitions, "partitions", 4, "partitions of the bench topics")
 	fs.StringVar(&o.PortalBin, "portal-bin", "", "portal binary (default: go build ./cmd/portal into a temporary directory)")
 	fs.StringVar(&o.Variant, "variant", "", "rebalance: timeline (default), kill or rollout")
-	fs.StringVar(&o.Profile, "profile", "", "write CPU and allocation profiles of the portal into this directory, per phase (starts our portal with --pprof-bind-address; not for a portal without that flag)")
+	fs.StringVar(&o.Profile, "profile", "", "write CPU and allocation profiles of the portal (and the relays) into this directory, one pair per phase; starts the portal with --pprof-bind-address, so only for our portal")
 	var stepS float64
 	fs.Float64Var(&stepS, "step-s", 30, "rebalance: seconds between membership changes")
 	if err := fs.Parse(args); err != nil {

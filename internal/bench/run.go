@@ -158,10 +158,9 @@ type phaseResult struct {
 
 	// CPU time over the measured window (first submission to the last
 	// answer awaited): of the bench process (load generator and
-	// collector) and of a helper upstream (upstreamCPUKnown).
-	loadgenCPU       time.Duration
-	upstreamCPU      time.Duration
-	upstreamCPUKnown bool
+	// collector) and of a helper upstream (0 without one).
+	loadgenCPU  time.Duration
+	upstreamCPU time.Duration
 	// relayCPU is the relay process's CPU time over its life (wait4).
 	relayCPU time.Duration
 }
@@ -298,7 +297,7 @@ func (e *env) runPhase(ctx context.Context, p phaseSpec) (*phaseResult, error) {
 
 	r := &phaseResult{name: p.name, submitted: submitted, order: order, jobs: len(order), loadgenCPU: loadgenCPU}
 	if up0ok && up1ok {
-		r.upstreamCPU, r.upstreamCPUKnown = up1-up0, true
+		r.upstreamCPU = up1 - up0
 	}
 	if proc != nil {
 		if text, err := proc.metrics(ctx); err == nil {
