@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
 	*) break ;;
 	esac
 done
-[ $# -ge 1 ] && [ $# -le 2 ] || usage
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then usage; fi
 case "$n" in ''|*[!0-9]*) echo "pprof-top.sh: -n wants a number, got '$n'" >&2; exit 2 ;; esac
 profile=$1
 [ -r "$profile" ] || { echo "pprof-top.sh: cannot read $profile" >&2; exit 1; }

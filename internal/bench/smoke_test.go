@@ -131,4 +131,19 @@ func TestThroughputSmokeEmbedded(t *testing.T) {
 			}
 		}
 	}
+	// hack/pprof-top.sh turns a profile into the Markdown table of docs/benchmarks.md.
+	out, err := exec.Command("bash", "../../hack/pprof-top.sh", "-n", "3", "--cum",
+		filepath.Join(profiles, "throughput-portal.allocs.pb.gz")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("hack/pprof-top.sh: %v\n%s", err, out)
+	}
+	var rows int
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "| ") && !strings.HasPrefix(l, "| flat ") {
+			rows++
+		}
+	}
+	if !strings.Contains(string(out), "| flat | flat% | sum% | cum | cum% | function |") || rows != 3 {
+		t.Errorf("hack/pprof-top.sh -n 3 printed %d rows, want a table of 3:\n%s", rows, out)
+	}
 }
