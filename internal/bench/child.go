@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
+	"github.com/rcrowley/go-metrics"
 )
 
 // ChildArg is the hidden first argument of Main that runs one helper
@@ -76,6 +77,8 @@ func runChild(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "kafkasend bench %s: want one JSON argument\n", ChildArg)
 		return ExitUsage
 	}
+	// As in the portal (cmd/portal) and Run: no go-metrics meters in sarama.
+	metrics.UseNilMetrics = true
 	var spec childSpec
 	if err := json.Unmarshal([]byte(args[0]), &spec); err != nil {
 		fmt.Fprintf(stderr, "kafkasend bench %s: %v\n", ChildArg, err)
