@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 // The HTTP relay commits a record's offset only once every record before it
@@ -44,24 +43,6 @@ func TestOffsetTrackerCommitsInOrder(t *testing.T) {
 	s := tr.add(20)
 	if next, ok := tr.done(s); !ok || next != 21 {
 		t.Errorf("commit %d (%v), want 21", next, ok)
-	}
-}
-
-func TestProfileSecondsFitsThePhase(t *testing.T) {
-	cases := []struct {
-		remaining, answered int
-		want                int
-	}{
-		{45000, 5000, 7},    // 45,000 left at 5,000/s: 9 s, 80 % of it
-		{0, 1000, 1},        // done already: the shortest profile
-		{10000, 0, 10},      // no answer in the warm-up (long calls): the fallback
-		{10000000, 10, 300}, // capped
-		{100, 1000, 1},      // less than a second left
-	}
-	for _, c := range cases {
-		if got := profileSeconds(c.remaining, c.answered, time.Second); got != c.want {
-			t.Errorf("profileSeconds(%d left, %d answered in 1 s) = %d, want %d", c.remaining, c.answered, got, c.want)
-		}
 	}
 }
 

@@ -117,8 +117,6 @@ type phaseSpec struct {
 	relay            string
 	relayURL         string
 	relayMaxInFlight int
-	// jobs is how many jobs load submits (to fit a --profile's length).
-	jobs int
 	// topicConfigs apply to both topics.
 	topicConfigs    map[string]string
 	maxMessageBytes int
@@ -271,9 +269,9 @@ func (e *env) runPhase(ctx context.Context, p phaseSpec) (*phaseResult, error) {
 	switch {
 	case e.opts.Profile == "":
 	case proc != nil:
-		prof = startProfiler(ctx, e.opts, proc.pprofAddr, p.name, p.jobs, col.count)
+		prof = startProfiler(ctx, e.opts, proc.pprofAddr, p.name)
 	case relay != nil:
-		prof = startProfiler(ctx, e.opts, relay.pprofAddr, p.name, p.jobs, col.count)
+		prof = startProfiler(ctx, e.opts, relay.pprofAddr, p.name)
 	}
 	self0 := selfCPU()
 	up0, up0ok := e.upstreamCPU()

@@ -321,7 +321,7 @@ func runThroughput(ctx context.Context, e *env, c Common) (res Outcome, err erro
 	load := loadAt(func() *rate.Limiter { return limiter(o.Rate) })
 	wait := time.Duration(n)*5*time.Millisecond + 2*time.Minute
 	r, err := e.runPhase(ctx, phaseSpec{name: "throughput-portal", portal: &portalSpec{maxInFlight: o.MaxInFlight},
-		load: load, wait: wait, bodyBytes: len(b), jobs: n})
+		load: load, wait: wait, bodyBytes: len(b)})
 	if r == nil {
 		return Outcome{}, err
 	}
@@ -340,7 +340,7 @@ func runThroughput(ctx context.Context, e *env, c Common) (res Outcome, err erro
 		out.PortalJobsPerCPUS = round2(1e6 / out.PortalCPUUsPerJob)
 	}
 
-	echo, err := e.runPhase(ctx, phaseSpec{name: "throughput-echo", load: load, wait: wait, jobs: n})
+	echo, err := e.runPhase(ctx, phaseSpec{name: "throughput-echo", load: load, wait: wait})
 	if echo == nil {
 		return Outcome{}, err
 	}
@@ -355,7 +355,7 @@ func runThroughput(ctx context.Context, e *env, c Common) (res Outcome, err erro
 	out.EchoRelayCPUUsPerJob, out.EchoLoadgenCPUUsPerJob = echo.cpuPerJob(echo.relayCPU), echo.cpuPerJob(echo.loadgenCPU)
 
 	hr, err := e.runPhase(ctx, phaseSpec{name: "throughput-http-relay", relay: roleHTTPRelay,
-		relayURL: e.upstreamURL() + jobPath(delay), relayMaxInFlight: o.MaxInFlight, load: load, wait: wait, jobs: n})
+		relayURL: e.upstreamURL() + jobPath(delay), relayMaxInFlight: o.MaxInFlight, load: load, wait: wait})
 	if hr == nil {
 		return Outcome{}, err
 	}
@@ -374,7 +374,7 @@ func runThroughput(ctx context.Context, e *env, c Common) (res Outcome, err erro
 		out.PortalRateAt80PctJobsPerS = round2(0.8 * out.JobsPerS)
 		paced, err := e.runPhase(ctx, phaseSpec{name: "throughput-portal-80pct", portal: &portalSpec{maxInFlight: o.MaxInFlight},
 			load: loadAt(func() *rate.Limiter { return pacedLimiter(out.PortalRateAt80PctJobsPerS) }), wait: wait + time.Duration(float64(n)/out.PortalRateAt80PctJobsPerS*float64(time.Second)),
-			bodyBytes: len(b), jobs: n})
+			bodyBytes: len(b)})
 		if paced == nil {
 			return Outcome{}, err
 		}

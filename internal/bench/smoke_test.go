@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/pprof/profile"
 )
 
 // TestMain lets the test binary serve as the bench's helper processes
@@ -125,9 +126,20 @@ func TestThroughputSmokeEmbedded(t *testing.T) {
 	}
 	for _, name := range []string{"throughput-portal", "throughput-echo", "throughput-http-relay", "throughput-portal-80pct"} {
 		for _, kind := range []string{"cpu", "allocs"} {
-			b, err := os.ReadFile(filepath.Join(profiles, name+"."+kind+".pb.gz"))
-			if err != nil || !bytes.HasPrefix(b, []byte{0x1f, 0x8b}) {
-				t.Errorf("--profile: %s %s profile missing or not gzip (%v)", name, kind, err)
+			f, err := os.Open(filepath.Join(profiles, name+"."+kind+".pb.gz"))
+			if err != nil {
+				t.Errorf("--profile: %v", err)
+				continue
+			}
+			prof, err := profile.Parse(f)
+			f.Close()
+			switch {
+			case err != nil:
+				t.Errorf("--profile: %s %s: %v", name, kind, err)
+			case kind == "cpu" && (prof.DurationNanos < int64(time.Second) || len(prof.SampleType) == 0 || prof.SampleType[0].Type != "samples"):
+				t.Errorf("--profile: %s CPU profile of %v, types %v: want the merged slices, at least 1 s", name, time.Duration(prof.DurationNanos), prof.SampleType)
+			case kind == "allocs" && len(prof.Sample) == 0:
+				t.Errorf("--profile: %s allocation profile has no samples", name)
 			}
 		}
 	}
