@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/google/pprof/profile"
@@ -25,8 +26,9 @@ type profiler struct {
 	o      Options
 	addr   string
 	name   string
-	stop   chan struct{}
-	done   chan struct{}
+	stop    chan struct{}
+	stopped sync.Once
+	done    chan struct{}
 	slices []*profile.Profile
 	err    error
 }
@@ -68,6 +70,9 @@ func fetchCPUSlice(ctx context.Context, url string) (*profile.Profile, error) {
 	return prof, nil
 }
 
+// end asks for no further CPU profile slices: the phase's answers are in.
+func (p *profiler) end() { p.stopped.Do(func() { close(p.stop) }) }
+
 func (p *profiler) file(kind string) string {
 	return filepath.Join(p.o.Profile, p.name+"."+kind+".pb.gz")
 }
@@ -77,7 +82,7 @@ func (p *profiler) file(kind string) string {
 // (allocations since the process started, and the heap in use now) into
 // DIR/NAME.allocs.pb.gz.
 func (p *profiler) finish(ctx context.Context) error {
-	close(p.stop)
+	p.end()
 	<-p.done
 	err := p.err
 	if err == nil {

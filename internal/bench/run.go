@@ -283,6 +283,9 @@ func (e *env) runPhase(ctx context.Context, p phaseSpec) (*phaseResult, error) {
 	}
 	loadgenCPU := selfCPU() - self0
 	up1, up1ok := e.upstreamCPU()
+	if prof != nil {
+		prof.end()
+	}
 	if loadErr == nil && sendErr == nil && col.count() >= len(order) {
 		// Late duplicates show up within moments of the last answer.
 		time.Sleep(time.Second)
