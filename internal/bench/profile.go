@@ -23,14 +23,14 @@ const profileSlice = time.Second
 // the first submission until the last answer of a phase, and an allocation
 // profile at its end (--profile DIR).
 type profiler struct {
-	o      Options
-	addr   string
-	name   string
+	o       Options
+	addr    string
+	name    string
 	stop    chan struct{}
 	stopped sync.Once
 	done    chan struct{}
-	slices []*profile.Profile
-	err    error
+	slices  []*profile.Profile
+	err     error
 }
 
 // startProfiler fetches /debug/pprof/profile?seconds=1 from the process at
