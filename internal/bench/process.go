@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -34,6 +33,10 @@ type portalSpec struct {
 	maxRequestBytes  int64
 	maxResponseBytes int64
 	maxBytes         int64
+	// pprofAddr, when set, is passed as --pprof-bind-address (our portal's
+	// flag; a portal of another make need not know it, so only --profile
+	// sets it).
+	pprofAddr string
 }
 
 // config renders the portal's configuration file: the project's defaults
@@ -76,12 +79,14 @@ type sample struct {
 
 // portalProcess is a portal worker running as its own OS process.
 type portalProcess struct {
-	cmd     *exec.Cmd
-	addr    string // health and metrics
-	logPath string
-	started time.Time
-	exited  chan struct{}
-	waitErr error
+	cmd  *exec.Cmd
+	addr string // health and metrics
+	// pprofAddr serves /debug/pprof/ when the portal was started with it.
+	pprofAddr string
+	logPath   string
+	started   time.Time
+	exited    chan struct{}
+	waitErr   error
 
 	stopSampling context.CancelFunc
 	sampled      chan struct{}
@@ -135,8 +140,8 @@ func startPortal(ctx context.Context, bin, dir, name string, spec portalSpec, up
 	if err != nil {
 		return nil, fmt.Errorf("creating the portal log: %w", err)
 	}
-	p := &portalProcess{addr: addr, logPath: logPath, exited: make(chan struct{}), sampled: make(chan struct{})}
-	p.cmd = exec.Command(bin, "--config", cfgFile, "--health-bind-address", addr, "--metrics-bind-address", addr, "--log-level", "info")
+	p := &portalProcess{addr: addr, pprofAddr: spec.pprofAddr, logPath: logPath, exited: make(chan struct{}), sampled: make(chan struct{})}
+	p.cmd = exec.Command(bin, portalArgs(cfgFile, addr, spec)...)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
 	if err := p.cmd.Start(); err != nil {
 		logFile.Close()
@@ -162,6 +167,18 @@ func startPortal(ctx context.Context, bin, dir, name string, spec portalSpec, up
 	p.stopSampling = cancel
 	go p.sample(sctx, upstreamActive)
 	return p, nil
+}
+
+// portalArgs is the portal's command line: the configuration file, the
+// health and metrics address and the log level, which any portal of the
+// same contract takes (a --portal-bin of another make, too), and
+// --pprof-bind-address only when profiles were asked for.
+func portalArgs(cfgFile, addr string, spec portalSpec) []string {
+	args := []string{"--config", cfgFile, "--health-bind-address", addr, "--metrics-bind-address", addr, "--log-level", "info"}
+	if spec.pprofAddr != "" {
+		args = append(args, "--pprof-bind-address", spec.pprofAddr)
+	}
+	return args
 }
 
 func (p *portalProcess) waitReady(ctx context.Context, timeout time.Duration) error {
@@ -312,14 +329,4 @@ func (p *portalProcess) snapshot() ([]sample, float64) {
 }
 
 // logTail returns the last n lines of the portal's log.
-func (p *portalProcess) logTail(n int) string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return err.Error()
-	}
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
-}
+func (p *portalProcess) logTail(n int) string { return tail(p.logPath, n) }

@@ -20,6 +20,52 @@ type env struct {
 	up        *upstream
 	dir       string
 	portalBin string
+	// remote, when set, is the upstream the phases use instead of up: the
+	// same server in a helper process, so that its CPU is accounted apart.
+	remote *remoteUpstream
+}
+
+func (e *env) upstreamURL() string {
+	if e.remote != nil {
+		return e.remote.proc.ready.URL
+	}
+	return e.up.url
+}
+
+// upstreamActive is the number of calls the upstream is handling (0 when
+// a helper upstream cannot be read).
+func (e *env) upstreamActive() int64 {
+	if e.remote != nil {
+		st, _ := e.remote.stats()
+		return st.Active
+	}
+	return e.up.active.Load()
+}
+
+func (e *env) upstreamPeak() int64 {
+	if e.remote != nil {
+		st, _ := e.remote.stats()
+		return st.Peak
+	}
+	return e.up.peak.Load()
+}
+
+func (e *env) resetUpstreamPeak() {
+	if e.remote != nil {
+		if err := e.remote.resetPeak(); err != nil {
+			progressf(e.opts, "%v", err)
+		}
+		return
+	}
+	e.up.peak.Store(0)
+}
+
+// upstreamCPU is the CPU time a helper upstream used so far.
+func (e *env) upstreamCPU() (time.Duration, bool) {
+	if e.remote == nil {
+		return 0, false
+	}
+	return e.remote.proc.cpuNow()
 }
 
 func newEnv(ctx context.Context, o Options) (*env, error) {
@@ -59,12 +105,18 @@ func (e *env) close() {
 	_ = os.RemoveAll(e.dir)
 }
 
-// phaseSpec is one measured run: a portal (or the echo relay) between a
-// fresh requests topic and a fresh replies topic, and a load.
+// phaseSpec is one measured run: a portal (or a relay) between a fresh
+// requests topic and a fresh replies topic, and a load.
 type phaseSpec struct {
 	name string
-	// portal configures the portal process; nil runs the echo relay instead.
+	// portal configures the portal process; nil runs a relay instead.
 	portal *portalSpec
+	// relay is the helper run when portal is nil: roleEchoRelay (the
+	// default) or roleHTTPRelay, which calls relayURL with relayMaxInFlight
+	// calls at most.
+	relay            string
+	relayURL         string
+	relayMaxInFlight int
 	// topicConfigs apply to both topics.
 	topicConfigs    map[string]string
 	maxMessageBytes int
@@ -101,6 +153,22 @@ type phaseResult struct {
 	upstreamPeak       int64
 	retries            float64
 	backpressure       float64
+
+	// CPU time over the measured window (first submission to the last
+	// answer awaited): of the bench process (load generator and
+	// collector) and of a helper upstream (0 without one).
+	loadgenCPU  time.Duration
+	upstreamCPU time.Duration
+	// relayCPU is the relay process's CPU time over its life (wait4).
+	relayCPU time.Duration
+}
+
+// cpuPerJob returns d per answered job in microseconds (0 when none).
+func (r *phaseResult) cpuPerJob(d time.Duration) float64 {
+	if r.answered == 0 {
+		return 0
+	}
+	return round2(float64(d.Microseconds()) / float64(r.answered))
 }
 
 // elapsed is the time from the first submission to the last answer.
@@ -149,10 +217,10 @@ func (e *env) runPhase(ctx context.Context, p phaseSpec) (*phaseResult, error) {
 		return nil, err
 	}
 	defer col.close()
-	e.up.peak.Store(0)
+	e.resetUpstreamPeak()
 
 	var proc *portalProcess
-	var relay *echoRelay
+	var relay *childProcess
 	stopped := false
 	stop := func() error {
 		if stopped {
@@ -162,21 +230,33 @@ func (e *env) runPhase(ctx context.Context, p phaseSpec) (*phaseResult, error) {
 		if proc != nil {
 			return proc.stop(max(p.stopTimeout, 30*time.Second))
 		}
-		return relay.close()
+		return relay.stop(max(p.stopTimeout, 30*time.Second))
 	}
 	defer func() { _ = stop() }()
 	if p.portal != nil {
 		spec := *p.portal
-		spec.brokers, spec.group, spec.requests, spec.replies, spec.upstreamURL = e.cl.brokers, group, requests, replies, e.up.url
-		if proc, err = startPortal(ctx, e.portalBin, e.dir, p.name, spec, e.up.active.Load); err != nil {
+		spec.brokers, spec.group, spec.requests, spec.replies, spec.upstreamURL = e.cl.brokers, group, requests, replies, e.upstreamURL()
+		if e.opts.Profile != "" {
+			if spec.pprofAddr, err = freeAddr(); err != nil {
+				return nil, err
+			}
+		}
+		if proc, err = startPortal(ctx, e.portalBin, e.dir, p.name, spec, e.upstreamActive); err != nil {
 			return nil, err
 		}
 		progressf(e.opts, "%s: portal pid %d ready (maxInFlight %d)", p.name, proc.cmd.Process.Pid, spec.maxInFlight)
 	} else {
-		if relay, err = startEchoRelay(ctx, e.cl.brokers, group, requests, replies, p.maxMessageBytes); err != nil {
+		cs := childSpec{Role: orDefault(p.relay, roleEchoRelay), Brokers: e.cl.brokers, Group: group, Requests: requests,
+			Replies: replies, MaxMessageBytes: p.maxMessageBytes, URL: p.relayURL, MaxInFlight: p.relayMaxInFlight}
+		if e.opts.Profile != "" {
+			if cs.PprofAddr, err = freeAddr(); err != nil {
+				return nil, err
+			}
+		}
+		if relay, err = startChild(ctx, e.dir, p.name, cs); err != nil {
 			return nil, err
 		}
-		progressf(e.opts, "%s: echo relay ready", p.name)
+		progressf(e.opts, "%s: %s pid %d ready", p.name, cs.Role, relay.cmd.Process.Pid)
 	}
 
 	s, err := newSender(e.cl.brokers, requests, p.maxMessageBytes)
@@ -185,29 +265,54 @@ func (e *env) runPhase(ctx context.Context, p phaseSpec) (*phaseResult, error) {
 	}
 	progressDone := make(chan struct{})
 	go e.reportProgress(p.name, s, col, progressDone)
+	var prof *profiler
+	switch {
+	case e.opts.Profile == "":
+	case proc != nil:
+		prof = startProfiler(ctx, e.opts, proc.pprofAddr, p.name)
+	case relay != nil:
+		prof = startProfiler(ctx, e.opts, relay.pprofAddr, p.name)
+	}
+	self0 := selfCPU()
+	up0, up0ok := e.upstreamCPU()
 	loadErr := p.load(ctx, s)
 	sendErr := s.close()
 	submitted, order := s.jobs()
 	if loadErr == nil && sendErr == nil {
 		col.waitFor(ctx, order, p.wait)
-		if col.count() >= len(order) {
-			// Late duplicates show up within moments of the last answer.
-			time.Sleep(time.Second)
-		}
+	}
+	loadgenCPU := selfCPU() - self0
+	up1, up1ok := e.upstreamCPU()
+	if prof != nil {
+		prof.end()
+	}
+	if loadErr == nil && sendErr == nil && col.count() >= len(order) {
+		// Late duplicates show up within moments of the last answer.
+		time.Sleep(time.Second)
 	}
 	close(progressDone)
+	var profErr error
+	if prof != nil {
+		profErr = prof.finish(ctx)
+	}
 
-	r := &phaseResult{name: p.name, submitted: submitted, order: order, jobs: len(order)}
+	r := &phaseResult{name: p.name, submitted: submitted, order: order, jobs: len(order), loadgenCPU: loadgenCPU}
+	if up0ok && up1ok {
+		r.upstreamCPU = up1 - up0
+	}
 	if proc != nil {
 		if text, err := proc.metrics(ctx); err == nil {
 			r.retries, _ = metricValue(text, "kafkasend_portal_upstream_retries_total")
 			r.backpressure, _ = metricValue(text, "kafkasend_portal_backpressure_seconds_total")
 		}
 	}
-	r.upstreamPeak = e.up.peak.Load()
+	r.upstreamPeak = e.upstreamPeak()
 	stopErr := stop()
 	col.close()
 	r.arrivals, r.duplicates, r.readErrs = col.results()
+	if relay != nil {
+		r.relayCPU = relay.cpu
+	}
 	if proc != nil {
 		r.cpu, r.peakRSS = proc.cpu, proc.peakRSS
 		r.samples, r.peakPortalInFlight = proc.snapshot()
@@ -240,6 +345,8 @@ func (e *env) runPhase(ctx context.Context, p phaseSpec) (*phaseResult, error) {
 		return r, fmt.Errorf("%s: %w", p.name, sendErr)
 	case stopErr != nil:
 		return r, fmt.Errorf("%s: %w", p.name, stopErr)
+	case profErr != nil:
+		return r, fmt.Errorf("%s: profiling: %w", p.name, profErr)
 	}
 	return r, nil
 }
@@ -263,7 +370,7 @@ func (e *env) reportProgress(name string, s *sender, col *collector, done chan s
 			s.mu.Lock()
 			n := len(s.order)
 			s.mu.Unlock()
-			progressf(e.opts, "%s: %d submitted, %d answered, upstream busy with %d", name, n, col.count(), e.up.active.Load())
+			progressf(e.opts, "%s: %d submitted, %d answered, upstream busy with %d", name, n, col.count(), e.upstreamActive())
 		}
 	}
 }

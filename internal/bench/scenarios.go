@@ -18,8 +18,9 @@ const mib = 1 << 20
 func mibOf(b uint64) float64 { return round2(float64(b) / mib) }
 
 // orDefault returns v, or def when v is zero.
-func orDefault[T int | float64 | time.Duration](v, def T) T {
-	if v == 0 {
+func orDefault[T int | float64 | time.Duration | string](v, def T) T {
+	var zero T
+	if v == zero {
 		return def
 	}
 	return v
@@ -240,7 +241,8 @@ func runConcurrency(ctx context.Context, e *env, c Common) (Outcome, error) {
 // ---- throughput ----
 
 // ThroughputResult compares the portal's jobs/s with a bare Kafka echo
-// relay of the same messages on the same broker.
+// relay of the same messages and with an HTTP relay making the same calls,
+// on the same broker, and says where the CPU goes.
 type ThroughputResult struct {
 	Common
 	BodyBytes         int     `json:"body_bytes"`
@@ -258,43 +260,134 @@ type ThroughputResult struct {
 	PortalP99Ms         float64 `json:"portal_latency_p99_ms"`
 	EchoP50Ms           float64 `json:"echo_latency_p50_ms"`
 	EchoP99Ms           float64 `json:"echo_latency_p99_ms"`
+
+	// HTTPRelayJobsPerS is the HTTP relay's rate (the same calls to the same
+	// upstream, with no portal work); HTTPRelayRatio is portal / HTTP relay.
+	HTTPRelayJobsPerS float64 `json:"http_relay_jobs_per_s"`
+	HTTPRelayRatio    float64 `json:"http_relay_ratio"`
+	HTTPRelayP50Ms    float64 `json:"http_relay_latency_p50_ms"`
+	HTTPRelayP99Ms    float64 `json:"http_relay_latency_p99_ms"`
+	// CPU-µs per answered job of the portal run: the portal process (its
+	// whole life, wait4 rusage), the upstream process and the bench
+	// process (load generator and collector) over the measured window.
+	PortalCPUUsPerJob   float64 `json:"portal_cpu_us_per_job"`
+	PortalJobsPerCPUS   float64 `json:"portal_jobs_per_cpu_s"`
+	UpstreamCPUUsPerJob float64 `json:"upstream_cpu_us_per_job"`
+	LoadgenCPUUsPerJob  float64 `json:"loadgen_cpu_us_per_job"`
+	// The same for the relay runs (relay process: its whole life).
+	EchoRelayCPUUsPerJob         float64 `json:"echo_relay_cpu_us_per_job"`
+	EchoLoadgenCPUUsPerJob       float64 `json:"echo_loadgen_cpu_us_per_job"`
+	HTTPRelayCPUUsPerJob         float64 `json:"http_relay_cpu_us_per_job"`
+	HTTPRelayUpstreamCPUUsPerJob float64 `json:"http_relay_upstream_cpu_us_per_job"`
+	HTTPRelayLoadgenCPUUsPerJob  float64 `json:"http_relay_loadgen_cpu_us_per_job"`
+	// A second portal run paced at 80 % of JobsPerS: the rate asked, the
+	// rate reached, and the answer latency.
+	PortalRateAt80PctJobsPerS float64 `json:"portal_rate_at_80pct_jobs_per_s"`
+	PortalJobsPerSAt80Pct     float64 `json:"portal_jobs_per_s_at_80pct"`
+	PortalP50MsAt80Pct        float64 `json:"portal_p50_ms_at_80pct"`
+	PortalP99MsAt80Pct        float64 `json:"portal_p99_ms_at_80pct"`
+	PortalCPUUsPerJobAt80Pct  float64 `json:"portal_cpu_us_per_job_at_80pct"`
 }
 
-func runThroughput(ctx context.Context, e *env, c Common) (Outcome, error) {
+// pacedLimiter paces at perSecond with a burst of 10 ms worth of jobs, so
+// that thousands of jobs per second are reached despite timer granularity.
+func pacedLimiter(perSecond float64) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond/100)))
+}
+
+func runThroughput(ctx context.Context, e *env, c Common) (res Outcome, err error) {
 	o := e.opts
 	n := orDefault(o.Jobs, 50000)
 	delay := e.delayOr(time.Millisecond)
 	b := body(orDefault(o.BodyBytes, 1024))
-	res := &ThroughputResult{Common: c, BodyBytes: len(b), LatencyMs: delay.Milliseconds(), MaxInFlight: o.MaxInFlight}
-	load := func(ctx context.Context, s *sender) error {
-		return submit(ctx, s, limiter(o.Rate), n, func(int) *wire.Request { return newJob(delay, b) })
+	out := &ThroughputResult{Common: c, BodyBytes: len(b), LatencyMs: delay.Milliseconds(), MaxInFlight: o.MaxInFlight}
+	// The upstream runs in its own process here, so that its CPU is
+	// accounted apart from the load generator's.
+	if e.remote, err = startRemoteUpstream(ctx, e.dir); err != nil {
+		return Outcome{}, err
 	}
+	progressf(o, "throughput: upstream process pid %d at %s", e.remote.proc.cmd.Process.Pid, e.remote.proc.ready.URL)
+	defer func() {
+		if cerr := e.remote.close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		e.remote = nil
+	}()
+	loadAt := func(lim func() *rate.Limiter) func(ctx context.Context, s *sender) error {
+		return func(ctx context.Context, s *sender) error {
+			return submit(ctx, s, lim(), n, func(int) *wire.Request { return newJob(delay, b) })
+		}
+	}
+	load := loadAt(func() *rate.Limiter { return limiter(o.Rate) })
 	wait := time.Duration(n)*5*time.Millisecond + 2*time.Minute
 	r, err := e.runPhase(ctx, phaseSpec{name: "throughput-portal", portal: &portalSpec{maxInFlight: o.MaxInFlight},
 		load: load, wait: wait, bodyBytes: len(b)})
 	if r == nil {
 		return Outcome{}, err
 	}
-	res.Common.add(r)
+	out.Common.add(r)
 	if err != nil {
 		return Outcome{}, err
 	}
-	res.JobsPerS = r.jobsPerSecond()
-	res.PortalCPUS, res.PortalPeakRSSMiB = round2(r.cpu.Seconds()), mibOf(r.peakRSS)
-	res.PortalBackpressureS = round2(r.backpressure)
+	out.JobsPerS = r.jobsPerSecond()
+	out.PortalCPUS, out.PortalPeakRSSMiB = round2(r.cpu.Seconds()), mibOf(r.peakRSS)
+	out.PortalBackpressureS = round2(r.backpressure)
 	lat := Summarize(r.latencies(nil))
-	res.PortalP50Ms, res.PortalP99Ms = ms(lat.P50), ms(lat.P99)
+	out.PortalP50Ms, out.PortalP99Ms = ms(lat.P50), ms(lat.P99)
+	out.PortalCPUUsPerJob, out.LoadgenCPUUsPerJob = r.cpuPerJob(r.cpu), r.cpuPerJob(r.loadgenCPU)
+	out.UpstreamCPUUsPerJob = r.cpuPerJob(r.upstreamCPU)
+	if out.PortalCPUUsPerJob > 0 {
+		out.PortalJobsPerCPUS = round2(1e6 / out.PortalCPUUsPerJob)
+	}
 
 	echo, err := e.runPhase(ctx, phaseSpec{name: "throughput-echo", load: load, wait: wait})
 	if echo == nil {
 		return Outcome{}, err
 	}
-	res.Common.add(echo)
-	res.EchoLimitJobsPerS = echo.jobsPerSecond()
+	out.Common.add(echo)
+	if err != nil {
+		return Outcome{}, err
+	}
+	out.EchoLimitJobsPerS = echo.jobsPerSecond()
 	lat = Summarize(echo.latencies(nil))
-	res.EchoP50Ms, res.EchoP99Ms = ms(lat.P50), ms(lat.P99)
-	res.Ratio = ratio(res.JobsPerS, res.EchoLimitJobsPerS)
-	return Outcome{Value: res}, err
+	out.EchoP50Ms, out.EchoP99Ms = ms(lat.P50), ms(lat.P99)
+	out.Ratio = ratio(out.JobsPerS, out.EchoLimitJobsPerS)
+	out.EchoRelayCPUUsPerJob, out.EchoLoadgenCPUUsPerJob = echo.cpuPerJob(echo.relayCPU), echo.cpuPerJob(echo.loadgenCPU)
+
+	hr, err := e.runPhase(ctx, phaseSpec{name: "throughput-http-relay", relay: roleHTTPRelay,
+		relayURL: e.upstreamURL() + jobPath(delay), relayMaxInFlight: o.MaxInFlight, load: load, wait: wait})
+	if hr == nil {
+		return Outcome{}, err
+	}
+	out.Common.add(hr)
+	if err != nil {
+		return Outcome{}, err
+	}
+	out.HTTPRelayJobsPerS = hr.jobsPerSecond()
+	lat = Summarize(hr.latencies(nil))
+	out.HTTPRelayP50Ms, out.HTTPRelayP99Ms = ms(lat.P50), ms(lat.P99)
+	out.HTTPRelayRatio = ratio(out.JobsPerS, out.HTTPRelayJobsPerS)
+	out.HTTPRelayCPUUsPerJob, out.HTTPRelayLoadgenCPUUsPerJob = hr.cpuPerJob(hr.relayCPU), hr.cpuPerJob(hr.loadgenCPU)
+	out.HTTPRelayUpstreamCPUUsPerJob = hr.cpuPerJob(hr.upstreamCPU)
+
+	if out.JobsPerS > 0 {
+		out.PortalRateAt80PctJobsPerS = round2(0.8 * out.JobsPerS)
+		paced, err := e.runPhase(ctx, phaseSpec{name: "throughput-portal-80pct", portal: &portalSpec{maxInFlight: o.MaxInFlight},
+			load: loadAt(func() *rate.Limiter { return pacedLimiter(out.PortalRateAt80PctJobsPerS) }), wait: wait + time.Duration(float64(n)/out.PortalRateAt80PctJobsPerS*float64(time.Second)),
+			bodyBytes: len(b)})
+		if paced == nil {
+			return Outcome{}, err
+		}
+		out.Common.add(paced)
+		if err != nil {
+			return Outcome{}, err
+		}
+		out.PortalJobsPerSAt80Pct = paced.jobsPerSecond()
+		lat = Summarize(paced.latencies(nil))
+		out.PortalP50MsAt80Pct, out.PortalP99MsAt80Pct = ms(lat.P50), ms(lat.P99)
+		out.PortalCPUUsPerJobAt80Pct = paced.cpuPerJob(paced.cpu)
+	}
+	return Outcome{Value: out}, nil
 }
 
 // ---- overhead ----
