@@ -441,7 +441,8 @@ func TestOnlyReferencedSecretsAreRead(t *testing.T) {
 
 	for _, key := range secretGets.secretsRead() {
 		if key.Namespace == ns || key.Namespace == other {
-			g.Expect(key).To(Equal(client.ObjectKey{Namespace: ns, Name: "oauth"}), "read a Secret the pipeline does not reference")
+			g.Expect(key).To(BeElementOf(client.ObjectKey{Namespace: ns, Name: "oauth"}, client.ObjectKey{Namespace: ns, Name: "reader-handover-key"}),
+				"read a Secret the pipeline does not reference")
 		}
 	}
 	// The operator's Secret cache holds names only: no data, no annotations.
@@ -523,4 +524,57 @@ func TestPodDeletionCostFollowsInFlightJobs(t *testing.T) {
 	g.Consistently(func(g Gomega) {
 		g.Expect(get(g, ns, b, &corev1.Pod{}).ResourceVersion).To(Equal(rv))
 	}, 3*time.Second, 250*time.Millisecond).Should(Succeed())
+}
+
+// TestHandoverKeyIsGeneratedOnce: the operator gives each pipeline a
+// handover key Secret of its own, owned by the pipeline and mounted into
+// its workers; it keeps the key across reconciles and creates a new one
+// when the Secret is deleted.
+func TestHandoverKeyIsGeneratedOnce(t *testing.T) {
+	requireEnvtest(t)
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	g.Expect(k8sClient.Create(ctx, oauthSecret(ns))).To(Succeed())
+	p := newPipeline(ns, "signed")
+	g.Expect(k8sClient.Create(ctx, p)).To(Succeed())
+	var key []byte
+	g.Eventually(func(g Gomega) {
+		s := get(g, ns, "signed-handover-key", &corev1.Secret{})
+		g.Expect(s.Data["key"]).To(HaveLen(32))
+		g.Expect(s.OwnerReferences).To(HaveLen(1))
+		g.Expect(s.OwnerReferences[0].Name).To(Equal("signed"))
+		key = s.Data["key"]
+	}, timeout, interval).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		d := get(g, ns, "signed-portal", &appsv1.Deployment{})
+		var mounted bool
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Projected == nil {
+				continue
+			}
+			for _, src := range v.Projected.Sources {
+				if src.Secret != nil && src.Secret.Name == "signed-handover-key" {
+					mounted = true
+				}
+			}
+		}
+		g.Expect(mounted).To(BeTrue(), "handover key not mounted into the workers")
+	}, timeout, interval).Should(Succeed())
+
+	// A spec change reconciles again: the key stays.
+	cur := get(g, ns, "signed", &v1.PortalPipeline{})
+	cur.Spec.Concurrency.MaxInFlight = 7
+	g.Expect(k8sClient.Update(ctx, cur)).To(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(get(g, ns, "signed-handover-key", &corev1.Secret{}).Data["key"]).To(Equal(key))
+	}, 2*time.Second, interval).Should(Succeed())
+
+	// Deleted: a new one is generated.
+	g.Expect(k8sClient.Delete(ctx, get(g, ns, "signed-handover-key", &corev1.Secret{}))).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		s := get(g, ns, "signed-handover-key", &corev1.Secret{})
+		g.Expect(s.Data["key"]).To(HaveLen(32))
+		g.Expect(s.Data["key"]).NotTo(Equal(key))
+	}, timeout, interval).Should(Succeed())
 }

@@ -78,7 +78,7 @@ type PortalPipelineReconciler struct {
 // +kubebuilder:rbac:groups=kafkasend.io,resources=portalpipelines/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=configmaps;serviceaccounts;services,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=keda.sh,resources=scaledobjects;triggerauthentications,verbs=get;create;update;patch;delete
@@ -156,6 +156,10 @@ func (r *PortalPipelineReconciler) reconcileNormal(ctx context.Context, p *v1.Po
 		return obs, nil
 	}
 
+	if err := ensureHandoverKey(ctx, r.APIReader, r.Client, p); err != nil {
+		obs.secretErr = err
+		return obs, err
+	}
 	secretDigest, files, problem, err := checkSecrets(ctx, r.APIReader, p)
 	if err != nil {
 		obs.secretErr = err

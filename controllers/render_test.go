@@ -215,6 +215,7 @@ func TestStrimziShapedSecrets(t *testing.T) {
 		"orders-portal-user/user.crt -> kafka/tls.crt",
 		"orders-portal-user/user.key -> kafka/tls.key",
 		"orders-portal/password -> kafka/sasl-password",
+		"orders-handover-key/key -> handover/key",
 	))
 
 	files := map[string][]byte{fileKafkaCA: []byte("CA"), fileKafkaCert: []byte("C"), fileKafkaKey: []byte("K"), fileSASLPassword: []byte("pw\n")}
@@ -252,7 +253,7 @@ func TestHeaderValuesFromSecrets(t *testing.T) {
 		}
 	}
 	g.Expect(found).To(BeTrue())
-	g.Expect(SecretNames(p)).To(Equal([]string{"api"}))
+	g.Expect(SecretNames(p)).To(Equal([]string{"api", HandoverKeySecret(p)}))
 }
 
 func TestTerminationGraceAndResources(t *testing.T) {

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -9,10 +10,45 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kafkasendv1alpha1 "kafkasend.io/kafkasend/api/v1alpha1"
 )
+
+// ensureHandoverKey creates the pipeline's handover key Secret (32 random
+// bytes, owned by the pipeline) unless it exists. It never replaces a key:
+// workers with different keys ignore each other's handover records, so a
+// new key during a rollout may run a handed-over job twice.
+func ensureHandoverKey(ctx context.Context, r client.Reader, w client.Writer, p *kafkasendv1alpha1.PortalPipeline) error {
+	name := HandoverKeySecret(p)
+	err := r.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: name}, &metav1.PartialObjectMetadata{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+	})
+	if err == nil || !apierrors.IsNotFound(err) {
+		return err
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return fmt.Errorf("generating the handover key: %w", err)
+	}
+	t := true
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: p.Namespace, Labels: commonLabels(p),
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: kafkasendv1alpha1.GroupVersion.String(), Kind: "PortalPipeline", Name: p.Name, UID: p.UID,
+				Controller: &t, BlockOwnerDeletion: &t,
+			}},
+		},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{handoverKeyKey: key},
+	}
+	if err := w.Create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating Secret %s: %w", name, err)
+	}
+	return nil
+}
 
 // secretProblem is a referenced Secret or key that is not there.
 type secretProblem struct {

@@ -1,15 +1,21 @@
 package portal
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
 
+	"kafkasend.io/kafkasend/internal/portal/config"
 	"kafkasend.io/kafkasend/internal/portal/offsets"
 	"kafkasend.io/kafkasend/pkg/wire"
 )
@@ -29,11 +35,61 @@ import (
 // once it lapses (the holder died). docs/portal.md has the failure cases.
 
 // Control records: ks-type "handover", ks-version 1, key = holder, value =
-// JSON controlRecord.
+// JSON controlRecord; with a handover key, ks-signature is the unpadded
+// base64url HMAC-SHA256 of the topic, the partition and the value.
 const (
-	typeHandover   = "handover"
-	controlVersion = "1"
+	typeHandover    = "handover"
+	controlVersion  = "1"
+	headerSignature = "ks-signature"
 )
+
+// errUnsigned marks a control record without a valid signature.
+var errUnsigned = errors.New("handover record not signed with the pipeline's handover key")
+
+// controlMAC is the signature of a control record's value on topic/partition.
+func controlMAC(key []byte, topic string, partition int32, value []byte) []byte {
+	mac := hmac.New(sha256.New, key)
+	var part [4]byte
+	binary.BigEndian.PutUint32(part[:], uint32(partition))
+	mac.Write([]byte(topic))
+	mac.Write([]byte{0})
+	mac.Write(part[:])
+	mac.Write(value)
+	return mac.Sum(nil)
+}
+
+// verifyControl checks a control record's signature against key.
+func verifyControl(key []byte, m *sarama.ConsumerMessage) error {
+	for _, h := range m.Headers {
+		if h == nil || string(h.Key) != headerSignature {
+			continue
+		}
+		sig, err := base64.RawURLEncoding.DecodeString(string(h.Value))
+		if err == nil && hmac.Equal(sig, controlMAC(key, m.Topic, m.Partition, m.Value)) {
+			return nil
+		}
+		break
+	}
+	return errUnsigned
+}
+
+// readHandoverKey reads the key of handover.keyFile; nil when none is set.
+func readHandoverKey(h *config.Handover) ([]byte, error) {
+	if h == nil || h.KeyFile == "" {
+		return nil, nil
+	}
+	key, err := os.ReadFile(h.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("handover.keyFile: %w", err)
+	}
+	if len(key) < minHandoverKey {
+		return nil, fmt.Errorf("handover.keyFile %s: a key of %d bytes, want at least %d", h.KeyFile, len(key), minHandoverKey)
+	}
+	return key, nil
+}
+
+// minHandoverKey is the shortest handover key accepted, in bytes.
+const minHandoverKey = 16
 
 // Operations of a control record.
 const (
@@ -64,9 +120,15 @@ func isControl(m *sarama.ConsumerMessage) bool {
 	return false
 }
 
-// parseControl decodes a control record, refusing anything malformed.
-func parseControl(m *sarama.ConsumerMessage) (controlRecord, []offsets.Range, error) {
+// parseControl decodes a control record, refusing anything malformed and,
+// with a key, anything not signed with it.
+func parseControl(m *sarama.ConsumerMessage, key []byte) (controlRecord, []offsets.Range, error) {
 	var c controlRecord
+	if key != nil {
+		if err := verifyControl(key, m); err != nil {
+			return c, nil, err
+		}
+	}
 	version := ""
 	for _, h := range m.Headers {
 		if h != nil && string(h.Key) == wire.HeaderVersion {
@@ -98,17 +160,23 @@ func parseControl(m *sarama.ConsumerMessage) (controlRecord, []offsets.Range, er
 	return c, rs, nil
 }
 
-// controlMessage builds a control record for topic/partition.
-func controlMessage(topic string, partition int32, c controlRecord) *sarama.ProducerMessage {
+// controlMessage builds a control record for topic/partition, signed with
+// key unless it is nil.
+func controlMessage(key []byte, topic string, partition int32, c controlRecord) *sarama.ProducerMessage {
 	value, _ := json.Marshal(c) // plain data: cannot fail
+	headers := []sarama.RecordHeader{
+		{Key: []byte(wire.HeaderVersion), Value: []byte(controlVersion)},
+		{Key: []byte(wire.HeaderType), Value: []byte(typeHandover)},
+	}
+	if key != nil {
+		sig := base64.RawURLEncoding.EncodeToString(controlMAC(key, topic, partition, value))
+		headers = append(headers, sarama.RecordHeader{Key: []byte(headerSignature), Value: []byte(sig)})
+	}
 	return &sarama.ProducerMessage{
 		Topic: topic, Partition: partition,
-		Key:   sarama.StringEncoder(c.Holder),
-		Value: sarama.ByteEncoder(value),
-		Headers: []sarama.RecordHeader{
-			{Key: []byte(wire.HeaderVersion), Value: []byte(controlVersion)},
-			{Key: []byte(wire.HeaderType), Value: []byte(typeHandover)},
-		},
+		Key:      sarama.StringEncoder(c.Holder),
+		Value:    sarama.ByteEncoder(value),
+		Headers:  headers,
 		Metadata: &controlAck{},
 	}
 }
@@ -181,7 +249,7 @@ func (h *handover) complete(f *flight, answered bool, topic string, partition in
 	}
 	h.p.metrics.handoverJobs.Set(float64(n))
 	if answered && len(f.positions) > 0 {
-		h.enqueue(opDone, controlMessage(topic, partition, controlRecord{Op: opDone, Holder: h.holder, Offsets: rangesOf(f.positions)}))
+		h.enqueue(opDone, controlMessage(h.p.handoverKey, topic, partition, controlRecord{Op: opDone, Holder: h.holder, Offsets: rangesOf(f.positions)}))
 	}
 }
 
@@ -209,7 +277,7 @@ func (h *handover) renew(now time.Time) {
 	h.mu.Unlock()
 	exp := now.Add(h.lease).UnixMilli()
 	for k, positions := range byPart {
-		h.enqueue(opRenew, controlMessage(k.topic, k.partition, controlRecord{Op: opRenew, Holder: h.holder, Expires: exp, Offsets: rangesOf(positions)}))
+		h.enqueue(opRenew, controlMessage(h.p.handoverKey, k.topic, k.partition, controlRecord{Op: opRenew, Holder: h.holder, Expires: exp, Offsets: rangesOf(positions)}))
 	}
 }
 

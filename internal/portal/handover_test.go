@@ -3,14 +3,20 @@ package portal
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"kafkasend.io/kafkasend/internal/portal/assembler"
 	"kafkasend.io/kafkasend/internal/portal/config"
@@ -336,8 +342,8 @@ func TestInheritedAnsweredOffsetsSurviveFreshOwners(t *testing.T) {
 }
 
 func TestControlRecordsRefuseDamage(t *testing.T) {
-	good := controlMessage(testTopic, 0, controlRecord{Op: opDone, Holder: "w", Offsets: [][2]int64{{1, 2}}})
-	if _, rs, err := parseControl(consumerMessage(good, 5)); err != nil || !reflect.DeepEqual(rs, []offsets.Range{{First: 1, Last: 2}}) {
+	good := controlMessage(nil, testTopic, 0, controlRecord{Op: opDone, Holder: "w", Offsets: [][2]int64{{1, 2}}})
+	if _, rs, err := parseControl(consumerMessage(good, 5), nil); err != nil || !reflect.DeepEqual(rs, []offsets.Range{{First: 1, Last: 2}}) {
 		t.Fatalf("good record: %v %v", rs, err)
 	}
 	for name, value := range map[string]string{
@@ -352,7 +358,7 @@ func TestControlRecordsRefuseDamage(t *testing.T) {
 	} {
 		m := consumerMessage(good, 5)
 		m.Value = []byte(value)
-		if _, _, err := parseControl(m); err == nil && name != "unknown field" {
+		if _, _, err := parseControl(m, nil); err == nil && name != "unknown field" {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -362,7 +368,7 @@ func TestControlRecordsRefuseDamage(t *testing.T) {
 			h.Value = []byte("9")
 		}
 	}
-	if _, _, err := parseControl(m); err == nil {
+	if _, _, err := parseControl(m, nil); err == nil {
 		t.Error("unknown version accepted")
 	}
 	// A done record from another holder does not release a lease.
@@ -371,11 +377,107 @@ func TestControlRecordsRefuseDamage(t *testing.T) {
 	if err := pt.handle(requestRecord(t, "leased", 0)); err != nil {
 		t.Fatal(err)
 	}
-	forged := controlMessage(testTopic, 0, controlRecord{Op: opDone, Holder: "mallory", Offsets: [][2]int64{{0, 0}}})
+	forged := controlMessage(nil, testTopic, 0, controlRecord{Op: opDone, Holder: "mallory", Offsets: [][2]int64{{0, 0}}})
 	if err := pt.handle(consumerMessage(forged, 1)); err != nil {
 		t.Fatal(err)
 	}
 	if next, _ := pt.tracker.Committable(); next != 0 || len(pt.parked) != 1 {
 		t.Fatalf("a done record of another holder released the lease: commit %d, parked %d", next, len(pt.parked))
 	}
+}
+
+// With a handover key, only records signed with it for this partition
+// count: whoever may write to the requests topic cannot end or extend a
+// lease (a forged done would leave a handed-over job unanswered if its
+// holder then died; a forged renew would keep it from running).
+func TestSignedControlRecords(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	rec := controlRecord{Op: opDone, Holder: "owner", Offsets: [][2]int64{{0, 0}}}
+	signed := consumerMessage(controlMessage(key, testTopic, 0, rec), 5)
+	if _, _, err := parseControl(signed, key); err != nil {
+		t.Fatalf("signed record refused: %v", err)
+	}
+	otherKey := []byte("fedcba9876543210fedcba9876543210")
+	for name, m := range map[string]*sarama.ConsumerMessage{
+		"unsigned":        consumerMessage(controlMessage(nil, testTopic, 0, rec), 5),
+		"another key":     consumerMessage(controlMessage(otherKey, testTopic, 0, rec), 5),
+		"other partition": consumerMessage(controlMessage(key, testTopic, 1, rec), 5),
+		"altered value": func() *sarama.ConsumerMessage {
+			m := consumerMessage(controlMessage(key, testTopic, 0, rec), 5)
+			m.Value = []byte(strings.Replace(string(m.Value), "[0,0]", "[0,9]", 1))
+			return m
+		}(),
+		"bad signature encoding": func() *sarama.ConsumerMessage {
+			m := consumerMessage(controlMessage(key, testTopic, 0, rec), 5)
+			for _, h := range m.Headers {
+				if string(h.Key) == headerSignature {
+					h.Value = []byte("%%%")
+				}
+			}
+			return m
+		}(),
+	} {
+		if _, _, err := parseControl(m, key); !errors.Is(err, errUnsigned) {
+			t.Errorf("%s: %v, want %v", name, err, errUnsigned)
+		}
+	}
+
+	// A worker with the key keeps a lease against an unsigned done record
+	// naming its holder, and releases it on the holder's signed one.
+	p := testPortal(t, "w")
+	p.handoverKey = key
+	pt := testPartition(p, 0, offsets.Commit{Leases: []offsets.Lease{{Holder: "owner", Expires: time.Now().Add(time.Hour), Offsets: []offsets.Range{{First: 0, Last: 0}}}}})
+	if err := pt.handle(requestRecord(t, "leased", 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := pt.handle(consumerMessage(controlMessage(nil, testTopic, 0, rec), 1)); err != nil {
+		t.Fatal(err)
+	}
+	if next, _ := pt.tracker.Committable(); next != 0 || len(pt.parked) != 1 {
+		t.Fatalf("an unsigned done record released the lease: commit %d, parked %d", next, len(pt.parked))
+	}
+	if got := counter(t, p.metrics.handoverIgnored); got != 1 {
+		t.Errorf("handover_records_ignored_total %v, want 1", got)
+	}
+	if err := pt.handle(consumerMessage(controlMessage(key, testTopic, 0, rec), 2)); err != nil {
+		t.Fatal(err)
+	}
+	if next, _ := pt.tracker.Committable(); next != 3 || len(pt.parked) != 0 {
+		t.Fatalf("the holder's signed done record did not release the lease: commit %d, parked %d", next, len(pt.parked))
+	}
+}
+
+func TestHandoverKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short")
+	if err := os.WriteFile(short, []byte("too short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		h    *config.Handover
+		want string
+	}{
+		"missing": {&config.Handover{KeyFile: filepath.Join(dir, "none")}, "handover.keyFile: open " + filepath.Join(dir, "none") + ": no such file or directory"},
+		"short":   {&config.Handover{KeyFile: short}, "handover.keyFile " + short + ": a key of 9 bytes, want at least 16"},
+	} {
+		c := config.Default()
+		c.Kafka.Brokers = []string{"127.0.0.1:1"}
+		c.Kafka.ConsumerGroup = "g"
+		c.Topics = config.Topics{Requests: testTopic, Replies: "rep"}
+		c.Upstream.BaseURL = "http://127.0.0.1:1/"
+		c.Upstream.AllowInsecureHTTP = true
+		c.Handover = tc.h
+		if _, err := New(c, Options{Log: logr.Discard()}); err == nil || err.Error() != tc.want {
+			t.Errorf("%s: New = %v, want %q", name, err, tc.want)
+		}
+	}
+}
+
+func counter(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

@@ -42,6 +42,7 @@ type Metrics struct {
 	reexecuted       prometheus.Counter
 	handoverJobs     prometheus.Gauge
 	handoverRecords  *prometheus.CounterVec
+	handoverIgnored  prometheus.Counter
 	skippedLeased    prometheus.Counter
 	metadataDropped  prometheus.Counter
 }
@@ -146,6 +147,10 @@ func NewMetrics() *Metrics {
 			Namespace: metricsNamespace, Name: "handover_records_total",
 			Help: "Handover control records sent to a released partition's next owner, by op (renew, done).",
 		}, []string{"op"}),
+		handoverIgnored: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "handover_records_ignored_total",
+			Help: "Handover control records read and ignored: malformed, or not signed with the pipeline's handover key.",
+		}),
 		skippedLeased: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "skipped_leased_total",
 			Help: "Records not executed here because their job runs on the worker that released the partition.",
@@ -163,7 +168,7 @@ func NewMetrics() *Metrics {
 		m.heldBytes, m.partialJobs, m.tokenRefreshes, m.backpressure, m.uncommitted, m.deadLetters,
 		m.duplicates, m.produceErrors, m.revokeCancelled, m.skippedAnswered,
 		m.upstreamStatus, m.maxInFlight, m.maxBytes, m.reexecuted, m.handoverJobs,
-		m.handoverRecords, m.skippedLeased, m.metadataDropped,
+		m.handoverRecords, m.handoverIgnored, m.skippedLeased, m.metadataDropped,
 	}
 	m.Registry.MustRegister(m.collectors...)
 	for _, c := range statusClasses {

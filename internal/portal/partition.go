@@ -335,12 +335,13 @@ func (pt *partition) park(c wire.Chunk, pos position, l *lease) error {
 // partition.
 func (pt *partition) control(m *sarama.ConsumerMessage) {
 	p := pt.p
-	c, ranges, err := parseControl(m)
+	c, ranges, err := parseControl(m, p.handoverKey)
 	pt.mu.Lock()
 	pt.tracker.Done(m.Offset)
 	if err != nil {
 		pt.mu.Unlock()
-		p.log.Info("Ignoring a malformed handover record", "partition", pt.id, "offset", m.Offset, "error", err.Error())
+		p.metrics.handoverIgnored.Inc()
+		p.log.Info("Ignoring a handover record", "partition", pt.id, "offset", m.Offset, "error", err.Error())
 		return
 	}
 	var cancel []*flight

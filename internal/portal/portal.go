@@ -86,6 +86,9 @@ type Portal struct {
 	side     sarama.AsyncProducer
 	group    sarama.ConsumerGroup
 	handed   *handover
+	// handoverKey signs and checks handover control records; nil when the
+	// pipeline has none.
+	handoverKey []byte
 
 	// slots bounds the jobs being assembled into calls or executed;
 	// answers bounds the bytes of answers handed to Kafka and not yet
@@ -169,6 +172,10 @@ func New(cfg config.Config, opts Options) (*Portal, error) {
 	if err != nil {
 		return nil, err
 	}
+	key, err := readHandoverKey(cfg.Handover)
+	if err != nil {
+		return nil, err
+	}
 	workCtx, cancelWork := context.WithCancel(context.Background())
 	closing, stopSending := context.WithCancel(context.Background())
 	p := &Portal{
@@ -181,6 +188,7 @@ func New(cfg config.Config, opts Options) (*Portal, error) {
 		parts:        map[*partition]struct{}{},
 		workCtx:      workCtx, cancelWork: cancelWork,
 		closing: closing, stopSending: stopSending,
+		handoverKey: key,
 	}
 	p.handed = newHandover(p, opts.Instance, cfg.Timeouts.HandoverLease.Duration)
 	p.newestOffset = func(topic string, partition int32) (int64, error) {

@@ -3,6 +3,8 @@ package portal_test
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,9 +48,15 @@ func metric(t *testing.T, text, name string) float64 {
 // while they still run: partitions move without stopping the others, and
 // the long calls are neither cancelled nor run twice.
 func TestScaleOutAndStopHandOverRunningJobs(t *testing.T) {
+	// The workers sign their handover records, as the operator sets them up.
+	key := filepath.Join(t.TempDir(), "handover-key")
+	if err := os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	e := newEnv(t, 8*time.Second, 0, func(c *config.Config) {
 		c.Kafka.SessionTimeout = metav1.Duration{Duration: 6 * time.Second}
 		c.Kafka.HeartbeatInterval = metav1.Duration{Duration: time.Second}
+		c.Handover = &config.Handover{KeyFile: key}
 	})
 	a := e.startProcess(t)
 	slow := e.sendSlow(t, 12)
@@ -97,6 +105,9 @@ func TestScaleOutAndStopHandOverRunningJobs(t *testing.T) {
 	text := scrape(t, b.health)
 	if n := metric(t, text, "kafkasend_portal_skipped_leased_total"); n == 0 {
 		t.Error("the remaining worker never skipped a handed-over job: the hand-over was not exercised")
+	}
+	if n := metric(t, text, "kafkasend_portal_handover_records_ignored_total"); n != 0 {
+		t.Errorf("the remaining worker ignored %v signed handover records", n)
 	}
 	if n := metric(t, text, "kafkasend_portal_jobs_reexecuted_total"); n != 0 {
 		t.Errorf("%v handed-over jobs re-executed although their worker lived", n)

@@ -25,6 +25,18 @@ type Config struct {
 	Concurrency Concurrency `json:"concurrency"`
 	Timeouts    Timeouts    `json:"timeouts"`
 	Retries     Retries     `json:"retries"`
+	Handover    *Handover   `json:"handover,omitempty"`
+}
+
+// Handover configures how workers hand running jobs over to a partition's
+// next owner (docs/protocol.md §11).
+type Handover struct {
+	// KeyFile holds the pipeline's handover key (at least 16 bytes; the
+	// operator generates 32 random bytes per pipeline). Workers sign their
+	// handover control records with it (HMAC-SHA256) and ignore records
+	// without a valid signature, so that whoever may write to the requests
+	// topic cannot forge one. Empty: records are trusted by holder name.
+	KeyFile string `json:"keyFile,omitempty"`
 }
 
 // Kafka says how to reach the brokers.
