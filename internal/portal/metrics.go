@@ -24,6 +24,8 @@ type Metrics struct {
 	inFlight         prometheus.Gauge
 	answering        prometheus.Gauge
 	jobDuration      prometheus.Histogram
+	recordDelay      prometheus.Histogram
+	answerAck        prometheus.Histogram
 	upstreamDuration *prometheus.HistogramVec
 	upstreamRetries  *prometheus.CounterVec
 	heldBytes        prometheus.Gauge
@@ -47,6 +49,10 @@ type Metrics struct {
 	metadataDropped  prometheus.Counter
 }
 
+// stageBuckets are the buckets of the per-stage latencies: Kafka's legs of
+// a job take milliseconds when all is well.
+var stageBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
 // NewMetrics registers the worker's metrics (and the Go and process
 // collectors) on a new registry.
 func NewMetrics() *Metrics {
@@ -68,6 +74,17 @@ func NewMetrics() *Metrics {
 		answering: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "answering_jobs",
 			Help: "Jobs whose call returned and whose answer awaits Kafka's acknowledgement (they hold no in-flight slot).",
+		}),
+		recordDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "record_delay_seconds",
+			Help: "From a request record's timestamp (set by its producer, or by the broker with LogAppendTime) until the worker handles it: " +
+				"the requester's produce, the broker, the fetch and the partition's queue. Clock skew between hosts shifts it.",
+			Buckets: stageBuckets,
+		}),
+		answerAck: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "answer_ack_seconds",
+			Help:    "From handing a job's answer to the producer until Kafka acknowledged all of it.",
+			Buckets: stageBuckets,
 		}),
 		jobDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "job_duration_seconds",
@@ -164,7 +181,7 @@ func NewMetrics() *Metrics {
 		version.NewCollector(),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.jobsReceived, m.jobsCompleted, m.inFlight, m.answering, m.jobDuration, m.upstreamDuration, m.upstreamRetries,
+		m.jobsReceived, m.jobsCompleted, m.inFlight, m.answering, m.jobDuration, m.recordDelay, m.answerAck, m.upstreamDuration, m.upstreamRetries,
 		m.heldBytes, m.partialJobs, m.tokenRefreshes, m.backpressure, m.uncommitted, m.deadLetters,
 		m.duplicates, m.produceErrors, m.revokeCancelled, m.skippedAnswered,
 		m.upstreamStatus, m.maxInFlight, m.maxBytes, m.reexecuted, m.handoverJobs,

@@ -266,6 +266,9 @@ func (pt *partition) handle(m *sarama.ConsumerMessage) error {
 		pt.control(m)
 		return nil
 	}
+	if !m.Timestamp.IsZero() {
+		p.metrics.recordDelay.Observe(max(time.Since(m.Timestamp), 0).Seconds())
+	}
 	pos := position{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
 	c, err := wire.ParseChunk(m.Key, m.Headers, m.Value)
 	if err == nil && c.Type != wire.TypeRequest {

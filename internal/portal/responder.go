@@ -58,6 +58,7 @@ type flight struct {
 	outcome   wire.ErrorKind
 	released  bool
 
+	sent     time.Time    // when the answer went to the producer
 	pending  atomic.Int32 // answer messages not yet acknowledged
 	attempts atomic.Int32 // failed produce attempts
 	done     chan struct{}
@@ -304,6 +305,7 @@ func (p *Portal) respond(f *flight, resp *wire.Response, route wire.Routing) {
 		size += recordBytes(m)
 	}
 	p.toAnswer(f, size)
+	f.sent = time.Now()
 	f.pending.Store(int32(len(msgs)))
 	for _, m := range msgs {
 		m.Metadata = f
@@ -351,6 +353,7 @@ func (p *Portal) successes(prod sarama.AsyncProducer) {
 		switch md := m.Metadata.(type) {
 		case *flight:
 			if md.pending.Add(-1) == 0 {
+				p.metrics.answerAck.Observe(time.Since(md.sent).Seconds())
 				p.finish(md)
 			}
 		case deadLettered:

@@ -109,6 +109,12 @@ func TestScaleOutAndStopHandOverRunningJobs(t *testing.T) {
 	if n := metric(t, text, "kafkasend_portal_handover_records_ignored_total"); n != 0 {
 		t.Errorf("the remaining worker ignored %v signed handover records", n)
 	}
+	// Where a job's time goes, for dashboards: Kafka's two legs.
+	for _, name := range []string{"kafkasend_portal_record_delay_seconds_count", "kafkasend_portal_answer_ack_seconds_count"} {
+		if n := metric(t, text, name); n < 30 {
+			t.Errorf("%s = %v after the remaining worker answered at least 30 jobs", name, n)
+		}
+	}
 	if n := metric(t, text, "kafkasend_portal_jobs_reexecuted_total"); n != 0 {
 		t.Errorf("%v handed-over jobs re-executed although their worker lived", n)
 	}
