@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -12,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"kafkasend.io/kafkasend/test/packaging/promqueries"
@@ -46,21 +50,46 @@ type prometheus struct {
 }
 
 // startPrometheus runs Prometheus with the shipped worker scrape job
-// (config/prometheus/scrape-config.yaml, given the test cluster's
-// kubeconfig), a job for the operator pods' metrics port, and the shipped
-// alert rules. Its data lives in a temporary folder; the process is stopped
-// (and killed with the test binary) when the test ends.
+// (config/prometheus/scrape-config.yaml), a job for the operator pods'
+// metrics port, and the shipped alert rules. Debian's build of Prometheus
+// has no Kubernetes service discovery, so the test stands in for it: every
+// two seconds it writes the cluster's pods, one target per declared
+// container port with the __meta_kubernetes_* labels that kubernetes_sd's
+// pod role gives, to a file_sd file that replaces each job's
+// kubernetes_sd_configs; the shipped relabeling then runs unchanged. Its
+// data lives in a temporary folder; the process and the writer stop (and
+// Prometheus dies with the test binary) when the test ends.
 func startPrometheus(t *testing.T, c *cluster) (*prometheus, error) {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
-		return nil, fmt.Errorf("no prometheus binary (Debian's prometheus package; hack/test.sh installs it when root): %w", err)
+		return nil, fmt.Errorf("no prometheus binary (Debian's prometheus package; hack/e2e.sh installs it when root): %w", err)
 	}
 	dir, err := os.MkdirTemp("", "kafkasend-e2e-prometheus-")
 	if err != nil {
 		return nil, err
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	targetsPath := filepath.Join(dir, "pods.json")
+	if err := writePodTargets(c, targetsPath); err != nil {
+		return nil, fmt.Errorf("listing the cluster's pods for Prometheus: %w", err)
+	}
+	stopSD := make(chan struct{})
+	sdDone := make(chan struct{})
+	go func() {
+		defer close(sdDone)
+		tick := time.NewTicker(2 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopSD:
+				return
+			case <-tick.C:
+				_ = writePodTargets(c, targetsPath) // the next tick retries
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stopSD); <-sdDone })
 
 	shipped, err := os.ReadFile(scrapeConfigPath)
 	if err != nil {
@@ -75,15 +104,14 @@ func startPrometheus(t *testing.T, c *cluster) (*prometheus, error) {
 	if len(sc.ScrapeConfigs) == 0 {
 		return nil, fmt.Errorf("%s: no scrape_configs", scrapeConfigPath)
 	}
-	// The shipped job as a user adds it to a Prometheus outside the
-	// cluster: the same job, told where the API server is.
+	fileSD := []any{map[string]any{"files": []string{targetsPath}, "refresh_interval": "2s"}}
 	for _, job := range sc.ScrapeConfigs {
 		sds, _ := job["kubernetes_sd_configs"].([]any)
-		for _, sd := range sds {
-			if m, ok := sd.(map[string]any); ok {
-				m["kubeconfig_file"] = c.kubeconfig
-			}
+		if len(sds) != 1 || sds[0].(map[string]any)["role"] != "pod" {
+			return nil, fmt.Errorf("%s: job %v: want one kubernetes_sd_configs entry with role pod, got %v", scrapeConfigPath, job["job_name"], sds)
 		}
+		delete(job, "kubernetes_sd_configs")
+		job["file_sd_configs"] = fileSD
 	}
 	rules, err := filepath.Abs(rulesPath)
 	if err != nil {
@@ -93,13 +121,11 @@ func startPrometheus(t *testing.T, c *cluster) (*prometheus, error) {
 		"global":     map[string]any{"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "2s"},
 		"rule_files": []string{rules},
 		"scrape_configs": append(sc.ScrapeConfigs, map[string]any{
-			"job_name": operatorJob,
-			"kubernetes_sd_configs": []any{map[string]any{
-				"role": "pod", "kubeconfig_file": c.kubeconfig,
-				"namespaces": map[string]any{"names": []string{operatorNS}},
-			}},
+			"job_name":        operatorJob,
+			"file_sd_configs": fileSD,
 			"relabel_configs": []any{
-				map[string]any{"source_labels": []string{"__meta_kubernetes_pod_container_port_name"}, "regex": "metrics", "action": "keep"},
+				map[string]any{"source_labels": []string{"__meta_kubernetes_namespace", "__meta_kubernetes_pod_container_port_name"},
+					"regex": operatorNS + ";metrics", "action": "keep"},
 				map[string]any{"source_labels": []string{"__meta_kubernetes_namespace"}, "target_label": "namespace"},
 				map[string]any{"source_labels": []string{"__meta_kubernetes_pod_name"}, "target_label": "pod"},
 			},
@@ -170,6 +196,82 @@ func startPrometheus(t *testing.T, c *cluster) (*prometheus, error) {
 		time.Sleep(300 * time.Millisecond)
 	}
 }
+
+// sdTargetGroup is one entry of a file_sd file.
+type sdTargetGroup struct {
+	Targets []string          `json:"targets"`
+	Labels  map[string]string `json:"labels"`
+}
+
+// writePodTargets writes every pod with an address as kubernetes_sd's pod
+// role would list it: one target per declared container port, labelled
+// with the pod's namespace, name, labels, annotations and the port.
+// The file is replaced in one rename, as file_sd wants.
+func writePodTargets(c *cluster, path string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pods, err := c.kube.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	groups := []sdTargetGroup{}
+	for _, pod := range pods.Items {
+		if pod.Status.PodIP == "" {
+			continue
+		}
+		base := map[string]string{
+			"__meta_kubernetes_namespace":     pod.Namespace,
+			"__meta_kubernetes_pod_name":      pod.Name,
+			"__meta_kubernetes_pod_ip":        pod.Status.PodIP,
+			"__meta_kubernetes_pod_phase":     string(pod.Status.Phase),
+			"__meta_kubernetes_pod_ready":     strconv.FormatBool(podReady(pod)),
+			"__meta_kubernetes_pod_uid":       string(pod.UID),
+			"__meta_kubernetes_pod_node_name": pod.Spec.NodeName,
+		}
+		for k, v := range pod.Labels {
+			base["__meta_kubernetes_pod_label_"+sanitizeLabel(k)] = v
+			base["__meta_kubernetes_pod_labelpresent_"+sanitizeLabel(k)] = "true"
+		}
+		for k, v := range pod.Annotations {
+			base["__meta_kubernetes_pod_annotation_"+sanitizeLabel(k)] = v
+			base["__meta_kubernetes_pod_annotationpresent_"+sanitizeLabel(k)] = "true"
+		}
+		for _, ct := range pod.Spec.Containers {
+			for _, port := range ct.Ports {
+				l := maps.Clone(base)
+				l["__meta_kubernetes_pod_container_name"] = ct.Name
+				l["__meta_kubernetes_pod_container_port_name"] = port.Name
+				l["__meta_kubernetes_pod_container_port_number"] = strconv.Itoa(int(port.ContainerPort))
+				l["__meta_kubernetes_pod_container_port_protocol"] = string(port.Protocol)
+				groups = append(groups, sdTargetGroup{
+					Targets: []string{net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(int(port.ContainerPort)))},
+					Labels:  l,
+				})
+			}
+		}
+	}
+	data, err := json.Marshal(groups)
+	if err != nil {
+		return err
+	}
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// sanitizeLabel turns a Kubernetes label or annotation name into the
+// Prometheus label name suffix kubernetes_sd uses (every character outside
+// [a-zA-Z0-9_] becomes _).
+func sanitizeLabel(s string) string {
+	return invalidLabelChars.ReplaceAllString(s, "_")
+}
+
+var invalidLabelChars = regexp.MustCompile(`[^a-zA-Z0-9_]`)
 
 func promVersion(bin string) string {
 	out, err := run(30*time.Second, "", cleanEnv(), bin, "--version")
