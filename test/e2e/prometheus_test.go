@@ -33,8 +33,7 @@ const (
 	scrapeConfigPath = "../../config/prometheus/scrape-config.yaml"
 	rulesPath        = "../../config/prometheus/rules.yaml"
 	dashboardPath    = "../../charts/kafkasend/files/dashboard.json"
-	// The job of the shipped scrape config, and the one the test adds for
-	// the operator's own /metrics.
+	// The jobs of the shipped scrape config: the workers and the operator.
 	workerJob   = "kafkasend-portal"
 	operatorJob = "kafkasend-operator"
 	// promRateInterval stands in for Grafana's $__rate_interval: at the
@@ -49,9 +48,9 @@ type prometheus struct {
 	dir string
 }
 
-// startPrometheus runs Prometheus with the shipped worker scrape job
-// (config/prometheus/scrape-config.yaml), a job for the operator pods'
-// metrics port, and the shipped alert rules. Debian's build of Prometheus
+// startPrometheus runs Prometheus with the shipped scrape jobs
+// (config/prometheus/scrape-config.yaml: the workers and the operator) and
+// the shipped alert rules. Debian's build of Prometheus
 // has no Kubernetes service discovery, so the test stands in for it: every
 // two seconds it writes the cluster's pods, one target per declared
 // container port with the __meta_kubernetes_* labels that kubernetes_sd's
@@ -118,18 +117,16 @@ func startPrometheus(t *testing.T, c *cluster) (*prometheus, error) {
 		return nil, err
 	}
 	cfg := map[string]any{
-		"global":     map[string]any{"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "2s"},
-		"rule_files": []string{rules},
-		"scrape_configs": append(sc.ScrapeConfigs, map[string]any{
-			"job_name":        operatorJob,
-			"file_sd_configs": fileSD,
-			"relabel_configs": []any{
-				map[string]any{"source_labels": []string{"__meta_kubernetes_namespace", "__meta_kubernetes_pod_container_port_name"},
-					"regex": operatorNS + ";metrics", "action": "keep"},
-				map[string]any{"source_labels": []string{"__meta_kubernetes_namespace"}, "target_label": "namespace"},
-				map[string]any{"source_labels": []string{"__meta_kubernetes_pod_name"}, "target_label": "pod"},
-			},
-		}),
+		"global":         map[string]any{"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "2s"},
+		"rule_files":     []string{rules},
+		"scrape_configs": sc.ScrapeConfigs,
+	}
+	jobs := map[string]bool{}
+	for _, job := range sc.ScrapeConfigs {
+		jobs[fmt.Sprint(job["job_name"])] = true
+	}
+	if !jobs[workerJob] || !jobs[operatorJob] {
+		return nil, fmt.Errorf("%s: want the jobs %s and %s, got %v", scrapeConfigPath, workerJob, operatorJob, jobs)
 	}
 	data, err := yaml.Marshal(cfg)
 	if err != nil {
@@ -180,7 +177,7 @@ func startPrometheus(t *testing.T, c *cluster) (*prometheus, error) {
 		select {
 		case err := <-exited:
 			exited <- err
-			return nil, fmt.Errorf("prometheus exited (%v):\n%s", err, logTail())
+			return nil, fmt.Errorf("prometheus exited (%w):\n%s", err, logTail())
 		default:
 		}
 		if resp, err := http.Get(p.url + "/-/ready"); err == nil {
