@@ -314,27 +314,26 @@ func podNames(pods []corev1.Pod) []string {
 // 4. A worker pod force-deleted mid-call: every job is still answered.
 func testForceDeletedPod(t *testing.T, c *cluster, u *upstream, p pipeline) {
 	rc := p.requester(t, c, 3)
+	// The rollout's scale-up may still be winding down: pods that are going
+	// keep answering their running jobs (hand-over), so the victim is
+	// chosen among the pods that stay.
 	const jobs = 30
 	paths := make([]string, jobs)
 	for i := range paths {
 		paths[i] = fmt.Sprintf("/slow?ms=3000&id=fd-%d", i)
 	}
 	ids := submitAll(t, rc, paths)
-	var victimIP string
-	c.waitFor(t, "a worker pod with calls in flight", time.Minute, func() (bool, string) {
-		ip, n := u.busiest()
-		victimIP = ip
-		return n > 0, ""
-	})
-	var victim string
-	for _, pod := range c.workerPods(t, p.name) {
-		if pod.Status.PodIP == victimIP {
-			victim = pod.Name
+	var victim, victimIP string
+	c.waitFor(t, "a worker pod (not being deleted) with calls in flight", time.Minute, func() (bool, string) {
+		_, _, _, inflight, _, _ := u.snapshot()
+		best := 0
+		for _, pod := range c.workerPods(t, p.name) {
+			if n := inflight[pod.Status.PodIP]; pod.Status.PodIP != "" && n > best {
+				victim, victimIP, best = pod.Name, pod.Status.PodIP, n
+			}
 		}
-	}
-	if victim == "" {
-		t.Fatalf("no worker pod has the address %s that has calls in flight", victimIP)
-	}
+		return best > 0, fmt.Sprintf("calls in flight by address %v", inflight)
+	})
 	c.mustKubectl(t, "", "-n", pipelineNS, "delete", "pod", victim, "--grace-period=0", "--force")
 	t.Logf("force-deleted %s (%s) with calls in flight", victim, victimIP)
 	answers := awaitAll(rc, ids, 4*time.Minute)

@@ -484,6 +484,15 @@ func testPrometheus(t *testing.T, c *cluster, prom *prometheus, promErr error, p
 	}
 	slices.Sort(keys)
 
+	// The checks below can fail: Prometheus refuses a broken query, and a
+	// metric nothing exports has no series.
+	if _, err := prom.query(`sum(kafkasend_portal_in_flight_jobs{`); err == nil || !strings.Contains(err.Error(), "bad_data") {
+		t.Errorf("a broken query: want Prometheus's bad_data error, got %v", err)
+	}
+	if s, err := prom.query(`kafkasend_portal_jobs_total{pipeline="` + p.name + `"}`); err != nil || len(s) != 0 {
+		t.Errorf("a metric nothing exports: want no series, got %v (%v)", s, err)
+	}
+
 	// Valid: Prometheus runs every query without an error.
 	results := map[string][]promSeries{}
 	for _, k := range keys {
