@@ -433,8 +433,8 @@ func testPrometheus(t *testing.T, c *cluster, prom *prometheus, promErr error, p
 	}
 	requireAllOK(t, c, "jobs before the Prometheus checks", awaitAll(rc, submitAll(t, rc, paths), 2*time.Minute))
 
-	workerIPs := podIPs(c.workerPods(t, p.name))
 	c.waitFor(t, "Prometheus scraping every worker pod of the pipeline and the operator", 90*time.Second, func() (bool, string) {
+		workerIPs := podIPs(c.workerPods(t, p.name))
 		ts, err := prom.targets()
 		if err != nil {
 			return false, err.Error()
