@@ -8,7 +8,9 @@
 #     (hack/cluster-bins.sh), helm, the kafkasend CLI, and the operator,
 #     portal and pause images (hack/images.sh);
 #  2. the cluster up, the images imported, the broker started;
-#  3. go test ./test/e2e (KAFKASEND_E2E=1 and the cluster's settings);
+#  3. go test ./test/e2e (KAFKASEND_E2E=1 and the cluster's settings), which
+#     also runs Debian's prometheus against the cluster and applies
+#     dist/install.yaml (make build-installer with the images of step 1);
 #  4. broker and cluster stopped, and the host checked to be as before
 #     (sysctls, firewall rules, links, network namespaces, mounts, cgroups):
 #     on success and on failure alike.
@@ -30,6 +32,13 @@ die() { echo "e2e: $*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "needs root: the test cluster runs containerd and a kubelet and creates a network bridge (CI runs as root)"
 step "Debian packages"
 hack/cluster.sh deps
+# The real Prometheus the suite scrapes the pods with (Debian's prometheus
+# package, which also ships the promtool of hack/test.sh).
+if ! command -v prometheus >/dev/null && command -v apt-get >/dev/null; then
+  step "installing Debian package prometheus"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+command -v prometheus >/dev/null || die "prometheus is missing: install Debian's prometheus package (apt-get install prometheus) or put it on PATH"
 
 step "cluster binaries"
 CLUSTER_BIN_DIR=$(hack/cluster-bins.sh)
@@ -47,6 +56,11 @@ go build -o bin/e2e/kafkasend ./cmd/kafkasend
 step "images"
 archives=$(hack/images.sh "$ROOT/bin/images")
 mapfile -t images <<<"$archives"
+
+# The one-file installer, as a user builds it, with the images above.
+step "make build-installer"
+make --no-print-directory build-installer IMG="localhost/kafkasend/operator:$IMAGE_TAG" \
+  WORKER_IMG="localhost/kafkasend/portal:$IMAGE_TAG" >/dev/null
 
 step "Kafka jars"
 hack/kafka.sh libs
@@ -115,4 +129,5 @@ step "cluster ready"
 step "go test ./test/e2e"
 KAFKASEND_E2E=1 KAFKASEND_E2E_BROKERS=$brokers KAFKASEND_E2E_HELM=$HELM \
   KAFKASEND_E2E_KAFKASEND=$ROOT/bin/e2e/kafkasend KAFKASEND_E2E_IMAGE_TAG=$IMAGE_TAG \
+  KAFKASEND_E2E_INSTALLER=$ROOT/dist/install.yaml \
   go test -count=1 -v -timeout "${E2E_TIMEOUT:-12m}" ./test/e2e/ -run "${E2E_RUN:-TestOperatorOnARealCluster}"

@@ -28,16 +28,26 @@ func TestOperatorOnARealCluster(t *testing.T) {
 	u.accept("secret-1")
 	c.mustKubectl(t, "", "create", "namespace", pipelineNS)
 	orders := topics(t, c, "orders")
+	// Prometheus scrapes from the start, as it would on a real cluster.
+	prom, promErr := startPrometheus(t, c)
 
 	if !t.Run("install", func(t *testing.T) { testInstall(t, c, u, orders) }) {
 		return
 	}
+	t.Run("helm-test", func(t *testing.T) { testHelmTest(t, c) })
 	t.Run("autoscale", func(t *testing.T) { testAutoscale(t, c, u, orders) })
 	t.Run("rollout-in-flight", func(t *testing.T) { testRolloutInFlight(t, c, u, orders) })
 	t.Run("force-deleted-pod", func(t *testing.T) { testForceDeletedPod(t, c, u, orders) })
 	t.Run("rotated-credentials", func(t *testing.T) { testRotatedCredentials(t, c, u, orders) })
+	t.Run("prometheus", func(t *testing.T) { testPrometheus(t, c, prom, promErr, orders) })
 	t.Run("worker-cannot-run", func(t *testing.T) { testWorkerCannotRun(t, c) })
-	t.Run("upgrade-delete-uninstall", func(t *testing.T) { testUpgradeDeleteUninstall(t, c, orders) })
+	// The release must be gone before the installer owns the CRD.
+	if !t.Run("upgrade-delete-uninstall", func(t *testing.T) { testUpgradeDeleteUninstall(t, c, orders) }) ||
+		!t.Run("crds-keep-false", func(t *testing.T) { testCRDNotKept(t, c) }) {
+		t.Errorf("installer step not run: the helm release may still own the CRD")
+		return
+	}
+	t.Run("installer", func(t *testing.T) { testInstaller(t, c, u) })
 }
 
 // 1. helm install with the local images; the operator Ready; a pipeline
@@ -304,27 +314,26 @@ func podNames(pods []corev1.Pod) []string {
 // 4. A worker pod force-deleted mid-call: every job is still answered.
 func testForceDeletedPod(t *testing.T, c *cluster, u *upstream, p pipeline) {
 	rc := p.requester(t, c, 3)
+	// The rollout's scale-up may still be winding down: pods that are going
+	// keep answering their running jobs (hand-over), so the victim is
+	// chosen among the pods that stay.
 	const jobs = 30
 	paths := make([]string, jobs)
 	for i := range paths {
 		paths[i] = fmt.Sprintf("/slow?ms=3000&id=fd-%d", i)
 	}
 	ids := submitAll(t, rc, paths)
-	var victimIP string
-	c.waitFor(t, "a worker pod with calls in flight", time.Minute, func() (bool, string) {
-		ip, n := u.busiest()
-		victimIP = ip
-		return n > 0, ""
-	})
-	var victim string
-	for _, pod := range c.workerPods(t, p.name) {
-		if pod.Status.PodIP == victimIP {
-			victim = pod.Name
+	var victim, victimIP string
+	c.waitFor(t, "a worker pod (not being deleted) with calls in flight", time.Minute, func() (bool, string) {
+		_, _, _, inflight, _, _ := u.snapshot()
+		best := 0
+		for _, pod := range c.workerPods(t, p.name) {
+			if n := inflight[pod.Status.PodIP]; pod.Status.PodIP != "" && n > best {
+				victim, victimIP, best = pod.Name, pod.Status.PodIP, n
+			}
 		}
-	}
-	if victim == "" {
-		t.Fatalf("no worker pod has the address %s that has calls in flight", victimIP)
-	}
+		return best > 0, fmt.Sprintf("calls in flight by address %v", inflight)
+	})
 	c.mustKubectl(t, "", "-n", pipelineNS, "delete", "pod", victim, "--grace-period=0", "--force")
 	t.Logf("force-deleted %s (%s) with calls in flight", victim, victimIP)
 	answers := awaitAll(rc, ids, 4*time.Minute)
@@ -481,11 +490,29 @@ func statusSummary(p *kafkasendv1alpha1.PortalPipeline) string {
 	return strings.Join(s, "; ")
 }
 
-// 7. helm upgrade (a changed value reaches the pods), kubectl delete of the
-// pipeline (its children are garbage-collected), helm uninstall (nothing
-// left but the CRD and what the manager wrote at run time).
+// 7. helm upgrade to a chart whose CRD changed (the change reaches the
+// live CRD, and kubectl shows the new column) with a changed value (it
+// reaches the pods), kubectl delete of the pipeline (its children are
+// garbage-collected), helm uninstall (nothing left but the CRD, kept by
+// crds.keep, and what the manager wrote at run time).
 func testUpgradeDeleteUninstall(t *testing.T, c *cluster, p pipeline) {
-	c.helmRun(t, "upgrade", releaseName, chartPath, "-n", operatorNS, "--reuse-values", "--set", "logLevel=debug", "--wait", "--timeout", "3m")
+	if cols := c.liveColumns(t); strings.Contains(" "+cols+" ", " "+markerColumn+" ") {
+		t.Fatalf("the CRD already has the %s column: %s", markerColumn, cols)
+	}
+	c.helmRun(t, "upgrade", releaseName, chartWithCRDChange(t), "-n", operatorNS, "--reuse-values", "--set", "logLevel=debug", "--wait", "--timeout", "3m")
+	cols := c.liveColumns(t)
+	if !strings.Contains(" "+cols+" ", " "+markerColumn+" ") {
+		t.Errorf("after helm upgrade the live CRD's printer columns are %q, want the upgraded chart's %s column", cols, markerColumn)
+	}
+	// The API server serves the new column at once: kubectl prints it.
+	c.waitFor(t, "kubectl get portalpipelines showing the upgraded CRD's column", time.Minute, func() (bool, string) {
+		out, err := c.kubectl1(time.Minute, "", "-n", pipelineNS, "get", "portalpipeline", p.name)
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(out, strings.ToUpper(markerColumn)) && strings.Contains(out, p.requests), out
+	})
+	t.Logf("helm upgrade: live CRD printer columns %s", cols)
 	c.waitFor(t, "the operator pod running with --zap-log-level=debug", 2*time.Minute, func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()

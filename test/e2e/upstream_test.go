@@ -160,16 +160,3 @@ func (u *upstream) snapshot() (calls, callers, revs, inflight, bySecret map[stri
 	}
 	return cp(u.calls), cp(u.callers), cp(u.revs), cp(u.inflight), cp(u.bySecret), u.unauth
 }
-
-// busiest is the caller with the most slow calls in flight, and how many.
-func (u *upstream) busiest() (string, int) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	best, n := "", 0
-	for h, k := range u.inflight {
-		if k > n {
-			best, n = h, k
-		}
-	}
-	return best, n
-}

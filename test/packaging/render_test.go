@@ -410,6 +410,18 @@ func TestChartValues(t *testing.T) {
 			g.Expect(cm.Data).To(HaveKeyWithValue("kafkasend.json", strings.TrimSuffix(string(data), "\n")))
 		},
 	}, {
+		name: "apiServer.host reaches the manager and the helm test pod",
+		args: []string{"--set", "apiServer.host=10.0.0.7,apiServer.port=6443"},
+		check: func(t *testing.T, g Gomega, objs []*unstructured.Unstructured) {
+			want := []corev1.EnvVar{{Name: "KUBERNETES_SERVICE_HOST", Value: "10.0.0.7"}, {Name: "KUBERNETES_SERVICE_PORT", Value: "6443"}}
+			_, c := deployment(t, objs)
+			g.Expect(c.Env).To(Equal(want))
+			pod := convert[corev1.Pod](t, only(t, render(t, h, "--set", "apiServer.host=10.0.0.7,apiServer.port=6443"), "Pod"))
+			g.Expect(pod.Spec.Containers[0].Env).To(Equal(want))
+			pod = convert[corev1.Pod](t, only(t, render(t, h), "Pod"))
+			g.Expect(pod.Spec.Containers[0].Env).To(BeEmpty())
+		},
+	}, {
 		name: "tests.enabled=false renders no test pod",
 		args: []string{"--set", "tests.enabled=false"},
 		check: func(t *testing.T, g Gomega, _ []*unstructured.Unstructured) {
