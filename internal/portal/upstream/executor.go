@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -266,12 +265,21 @@ type call struct {
 	method string
 	url    string
 	header http.Header
-	body   []byte
+	body   *requestBody
+	// replayable: the method may be repeated after a failure whose effect
+	// is unknown (idempotent, or retries.nonIdempotent).
+	replayable bool
 }
 
 // Do executes one job against the upstream and always returns a response:
 // the upstream's answer, or an error response whose ErrorKind says why there
 // is none. It never panics and never returns nil.
+//
+// Do takes r.Body: it sets r.Body to nil and drops its own reference as soon
+// as no further attempt can send it (see requestBody), so that a large
+// request payload can be freed while the response is read. Callers must not
+// keep other references to the body (or the payload it aliases) during the
+// call if they want that memory back early.
 func (e *Executor) Do(ctx context.Context, r *wire.Request) (resp *wire.Response) {
 	start := time.Now()
 	var id, method string
@@ -296,9 +304,10 @@ func (e *Executor) Do(ctx context.Context, r *wire.Request) (resp *wire.Response
 		e.log.V(1).Info("Refused a job", "job", id, "reason", refusal.Reason)
 		return errorResponse(id, wire.ErrorRejected, http.StatusForbidden, refusal.Error())
 	}
-	if int64(len(r.Body)) > e.up.MaxRequestBytes {
+	r.Body = nil // held by c.body from here on
+	if c.body.size > e.up.MaxRequestBytes {
 		return errorResponse(id, wire.ErrorTooLarge, http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", len(r.Body), e.up.MaxRequestBytes))
+			fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", c.body.size, e.up.MaxRequestBytes))
 	}
 	if !r.Deadline.IsZero() {
 		if !time.Now().Before(r.Deadline) {
@@ -341,7 +350,10 @@ func (e *Executor) prepare(r *wire.Request) (*call, *Refusal) {
 	for k, v := range e.static {
 		h[k] = append([]string(nil), v...)
 	}
-	return &call{id: r.ID, method: method, url: u.String(), header: h, body: r.Body}, nil
+	return &call{
+		id: r.ID, method: method, url: u.String(), header: h, body: newRequestBody(r.Body),
+		replayable: e.retries.NonIdempotent || idempotentMethods[method],
+	}, nil
 }
 
 // outcome is the result of one attempt.
@@ -366,15 +378,14 @@ func (e *Executor) execute(ctx context.Context, c *call) *wire.Response {
 		Steps:    e.attempts,
 		Cap:      e.retries.MaxBackoff.Duration,
 	}
-	replayable := e.retries.NonIdempotent || idempotentMethods[c.method]
-	authRetried := false
-	for attempt := 1; ; {
-		out := e.attempt(ctx, c)
+	st := attemptState{attempt: 1}
+	for {
+		out := e.attempt(ctx, c, &st)
 		if out.unauthorized && e.tokens != nil {
 			// A 401 means the upstream did not act on the call, so it is
 			// repeated once with a fresh token whatever the method.
-			if !authRetried && ctx.Err() == nil {
-				authRetried = true
+			if !st.authRetried && ctx.Err() == nil {
+				st.authRetried = true
 				e.tokens.Invalidate(out.token)
 				e.obs.UpstreamRetry(metricMethod(c.method), "unauthorized")
 				continue
@@ -385,7 +396,7 @@ func (e *Executor) execute(ctx context.Context, c *call) *wire.Response {
 		}
 		// A 429 says the upstream did not act on the call: repeated
 		// whatever the method, like a 401.
-		if out.retry == "" || !(replayable || out.resp.Status == http.StatusTooManyRequests) || attempt >= e.attempts {
+		if out.retry == "" || !(c.replayable || out.resp.Status == http.StatusTooManyRequests) || st.attempt >= e.attempts {
 			return out.resp
 		}
 		delay := backoff.Step()
@@ -412,14 +423,37 @@ func (e *Executor) execute(ctx context.Context, c *call) *wire.Response {
 			return out.resp
 		case <-t.C:
 		}
-		attempt++
+		st.attempt++
 		e.obs.UpstreamRetry(metricMethod(c.method), out.retry)
-		e.log.V(1).Info("Retrying an upstream call", "job", c.id, "attempt", attempt, "reason", out.retry, "status", out.resp.Status)
+		e.log.V(1).Info("Retrying an upstream call", "job", c.id, "attempt", st.attempt, "reason", out.retry, "status", out.resp.Status)
 	}
 }
 
+// attemptState is where execute is in its loop of attempts.
+type attemptState struct {
+	attempt     int  // 1 for the first
+	authRetried bool // the call was repeated after a 401 already
+}
+
+// mayRepeat reports whether an attempt whose response has status may be
+// followed by another one, which would send the body again: execute's rules,
+// decided from the status alone, before the response body is read. A
+// failure reading that body counts as a connection error.
+func (e *Executor) mayRepeat(c *call, st *attemptState, status int, unauthorized bool) bool {
+	if unauthorized && e.tokens != nil {
+		return !st.authRetried
+	}
+	if st.attempt >= e.attempts {
+		return false
+	}
+	if e.retryStatus[status] && (c.replayable || status == http.StatusTooManyRequests) {
+		return true
+	}
+	return e.retries.OnConnectionErrors && c.replayable
+}
+
 // attempt sends the call once.
-func (e *Executor) attempt(ctx context.Context, c *call) outcome {
+func (e *Executor) attempt(ctx context.Context, c *call, st *attemptState) outcome {
 	if e.limiter != nil {
 		// Within the job's context (its deadline), not the request
 		// timeout: waiting for the limiter is not the upstream's time.
@@ -436,8 +470,12 @@ func (e *Executor) attempt(ctx context.Context, c *call) outcome {
 		ctx, cancel = context.WithTimeoutCause(ctx, e.timeout, errRequestTimeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, c.method, c.url, bytes.NewReader(c.body))
+	req, err := http.NewRequestWithContext(ctx, c.method, c.url, nil)
 	if err != nil {
+		return outcome{resp: errorResponse(c.id, wire.ErrorInternal, http.StatusInternalServerError,
+			fmt.Sprintf("building the upstream request: %v", err))}
+	}
+	if err := c.body.attach(req); err != nil {
 		return outcome{resp: errorResponse(c.id, wire.ErrorInternal, http.StatusInternalServerError,
 			fmt.Sprintf("building the upstream request: %v", err))}
 	}
@@ -464,6 +502,12 @@ func (e *Executor) attempt(ctx context.Context, c *call) outcome {
 		return e.transportFailure(ctx, c.id, err)
 	}
 	defer func() { _ = res.Body.Close() }()
+	unauthorized := res.StatusCode == http.StatusUnauthorized && tok != nil
+	if !e.mayRepeat(c, st, res.StatusCode, unauthorized) {
+		// No later attempt needs the body: let it go before the response
+		// is read, so that request and response are not held together.
+		c.body.release()
+	}
 	limit := e.up.MaxResponseBytes
 	if res.ContentLength > limit {
 		return outcome{resp: responseTooLarge(c.id, limit)}
@@ -486,7 +530,7 @@ func (e *Executor) attempt(ctx context.Context, c *call) outcome {
 			Body:   body,
 		},
 		token:        tok,
-		unauthorized: res.StatusCode == http.StatusUnauthorized && tok != nil,
+		unauthorized: unauthorized,
 	}
 	if e.retryStatus[res.StatusCode] {
 		out.retry = "status"
