@@ -1,0 +1,204 @@
+package upstream
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"kafkasend.io/kafkasend/internal/portal/config"
+	"kafkasend.io/kafkasend/pkg/wire"
+)
+
+// slowBodyUpstream reads the whole request body, sends the response headers
+// at once and holds the response body back until release is closed: the
+// window in which the portal reads the response.
+func slowBodyUpstream(t *testing.T, status int) (url string, headersSent <-chan int64, release chan<- struct{}) {
+	t.Helper()
+	sent := make(chan int64, 4)
+	rel := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Length", "2")
+		w.WriteHeader(status)
+		w.(http.Flusher).Flush()
+		sent <- n
+		select {
+		case <-rel:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, sent, rel
+}
+
+func testOptions(url string, attempts int) Options {
+	return Options{
+		Upstream: config.Upstream{BaseURL: url, AllowInsecureHTTP: true, MaxRequestBytes: 64 << 20, MaxResponseBytes: 1 << 20},
+		Retries: config.Retries{
+			Attempts: attempts, Backoff: metav1.Duration{Duration: 10 * time.Millisecond}, MaxBackoff: metav1.Duration{Duration: 50 * time.Millisecond},
+			OnStatuses: []int{429, 502, 503, 504}, OnConnectionErrors: true,
+		},
+		Timeouts: config.Timeouts{Request: metav1.Duration{Duration: 20 * time.Second}},
+	}
+}
+
+// trackedRequest is a job whose body reports, through the returned channel,
+// when the garbage collector has freed it. The caller holds no reference to
+// the body.
+func trackedRequest(method string, n int) (*wire.Request, <-chan struct{}) {
+	body := make([]byte, n)
+	for i := range body {
+		body[i] = byte(i)
+	}
+	freed := make(chan struct{})
+	runtime.AddCleanup(&body[0], func(ch chan struct{}) { close(ch) }, freed)
+	return &wire.Request{ID: "job-1", Method: method, Path: "x", Body: body}, freed
+}
+
+// collected runs the collector until freed is closed or tries run out.
+func collected(freed <-chan struct{}, tries int) bool {
+	for range tries {
+		runtime.GC()
+		select {
+		case <-freed:
+			return true
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+// TestRequestBodyFreedWhileResponseIsRead checks the point of requestBody: a
+// call that no later attempt can repeat lets its request body go once the
+// response headers are in, so that a large request and its response are not
+// held at the same time; a call that may still be repeated keeps it.
+func TestRequestBodyFreedWhileResponseIsRead(t *testing.T) {
+	const size = 1 << 20
+	cases := []struct {
+		name     string
+		method   string
+		attempts int
+		status   int
+		keep     bool
+	}{
+		{"POST answered 200: no retry possible", http.MethodPost, 3, http.StatusOK, false},
+		{"PUT, last attempt", http.MethodPut, 1, http.StatusOK, false},
+		{"PUT answered 200: a failed read would be retried", http.MethodPut, 3, http.StatusOK, true},
+		{"POST answered 429: retried whatever the method", http.MethodPost, 3, http.StatusTooManyRequests, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			url, sent, release := slowBodyUpstream(t, tc.status)
+			e, err := New(testOptions(url, tc.attempts))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			r, freed := trackedRequest(tc.method, size)
+			done := make(chan *wire.Response, 1)
+			go func() { done <- e.Do(context.Background(), r) }()
+			if n := <-sent; n != size {
+				t.Fatalf("upstream read %d body bytes, want %d", n, size)
+			}
+			if r.Body != nil {
+				t.Error("Do left the caller's Body set")
+			}
+			got := collected(freed, 10)
+			if got == tc.keep {
+				t.Errorf("request body freed while the response was read: %v, want %v", got, !tc.keep)
+			}
+			close(release)
+			resp := <-done
+			if tc.status == http.StatusOK && (resp.Status != http.StatusOK || string(resp.Body) != "ok") {
+				t.Fatalf("answer %d %q (%s), want 200 \"ok\"", resp.Status, resp.Body, resp.ErrorMessage)
+			}
+			if tc.status != http.StatusOK {
+				// The retry sends the whole body again.
+				for range tc.attempts - 1 {
+					select {
+					case n := <-sent:
+						if n != size {
+							t.Errorf("retry sent %d body bytes, want %d", n, size)
+						}
+					case <-time.After(10 * time.Second):
+						t.Fatal("no retry")
+					}
+				}
+			}
+			if tc.keep && !collected(freed, 50) {
+				t.Error("request body still held after the call")
+			}
+		})
+	}
+}
+
+// TestLargeBodyReturnsMemory checks that releasing a body of at least
+// returnMemoryAbove bytes returns memory to the OS once, and a smaller one
+// does not.
+func TestLargeBodyReturnsMemory(t *testing.T) {
+	var calls atomic.Int32
+	old := returnMemory
+	returnMemory = func() { calls.Add(1) }
+	t.Cleanup(func() { returnMemory = old })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	e, err := New(testOptions(srv.URL, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, tc := range []struct {
+		size int
+		want int32
+	}{{returnMemoryAbove - 1, 0}, {returnMemoryAbove, 1}} {
+		calls.Store(0)
+		resp := e.Do(context.Background(), &wire.Request{ID: "j", Method: http.MethodPost, Path: "x", Body: make([]byte, tc.size)})
+		if resp.Status != http.StatusOK {
+			t.Fatalf("answer %d (%s)", resp.Status, resp.ErrorMessage)
+		}
+		if got := calls.Load(); got != tc.want {
+			t.Errorf("body of %d bytes: memory returned %d times, want %d", tc.size, got, tc.want)
+		}
+	}
+}
+
+// TestBodyReader checks the reader that drops its slice at the end.
+func TestBodyReader(t *testing.T) {
+	rb := newRequestBody([]byte("hello"))
+	r, err := rb.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil || string(b) != "hello" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	if br := r.(*bodyReader); br.b != nil {
+		t.Error("reader keeps the body after EOF")
+	}
+	r2, _ := rb.open()
+	_ = r2.Close()
+	if n, err := r2.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("read after Close: %d, %v; want 0, EOF", n, err)
+	}
+	rb.release()
+	if _, err := rb.open(); err == nil {
+		t.Error("open after release succeeded")
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://x/", nil)
+	if err := newRequestBody(nil).attach(req); err != nil || req.Body != http.NoBody || req.ContentLength != 0 {
+		t.Errorf("empty body: %v, Body %v, ContentLength %d", err, req.Body, req.ContentLength)
+	}
+}
