@@ -65,6 +65,9 @@ type Options struct {
 	Partitions int
 	// PortalBin is the portal binary; empty means build ./cmd/portal.
 	PortalBin string
+	// UpstreamH2C: the upstream also speaks HTTP/2 without TLS and the
+	// portals call it so (upstream.http2 "always").
+	UpstreamH2C bool
 	// Variant of the rebalance scenario: timeline, kill or rollout.
 	Variant string
 	// Step between membership changes (rebalance).
@@ -160,6 +163,7 @@ func parseArgs(args []string, stdout, stderr io.Writer) (Options, int) {
 	fs.IntVar(&o.BodyBytes, "body-bytes", 0, "request body bytes, echoed by the upstream (default: throughput 1024, large 268435456, others 256)")
 	fs.IntVar(&o.Partitions, "partitions", 4, "partitions of the bench topics")
 	fs.StringVar(&o.PortalBin, "portal-bin", "", "portal binary (default: go build ./cmd/portal into a temporary directory)")
+	fs.BoolVar(&o.UpstreamH2C, "upstream-h2c", false, "the upstream also speaks HTTP/2 without TLS (h2c) and the portals call it with upstream.http2=always")
 	fs.StringVar(&o.Variant, "variant", "", "rebalance: timeline (default), kill or rollout")
 	var stepS float64
 	fs.Float64Var(&stepS, "step-s", 30, "rebalance: seconds between membership changes")

@@ -39,7 +39,7 @@ func newEnv(ctx context.Context, o Options) (*env, error) {
 		e.close()
 		return nil, err
 	}
-	if e.up, err = startUpstream(); err != nil {
+	if e.up, err = startUpstream(o.UpstreamH2C); err != nil {
 		e.close()
 		return nil, err
 	}
@@ -168,6 +168,7 @@ func (e *env) runPhase(ctx context.Context, p phaseSpec) (*phaseResult, error) {
 	if p.portal != nil {
 		spec := *p.portal
 		spec.brokers, spec.group, spec.requests, spec.replies, spec.upstreamURL = e.cl.brokers, group, requests, replies, e.up.url
+		spec.upstreamHTTP2 = e.up.portalHTTP2()
 		if proc, err = startPortal(ctx, e.portalBin, e.dir, p.name, spec, e.up.active.Load); err != nil {
 			return nil, err
 		}

@@ -114,6 +114,7 @@ type Executor struct {
 	retryStatus map[int]bool
 	attempts    int
 	transport   *http.Transport
+	tokenTr     *http.Transport // the token endpoint's, when not transport
 	client      *http.Client
 	tokens      TokenSource
 	obs         Observer
@@ -160,7 +161,7 @@ func New(opts Options) (*Executor, error) {
 	}
 	tr := opts.Transport
 	if tr == nil {
-		if tr, err = newTransport(opts.Upstream.CAFile, maxInFlight); err != nil {
+		if tr, err = newTransport(opts.Upstream.CAFile, maxInFlight, opts.Upstream.HTTP2); err != nil {
 			return nil, fmt.Errorf("creating upstream executor: %w", err)
 		}
 	}
@@ -195,8 +196,15 @@ func New(opts Options) (*Executor, error) {
 		o.OnFetch = e.obs.TokenRefreshed
 		// The token endpoint shares the transport (and so the CA setup) but
 		// never follows redirects: a 307 would re-send the client secret.
+		tokTr := tr
+		if opts.Transport == nil {
+			tokTr = tokenTransport(tr, opts.Upstream.HTTP2)
+		}
+		if tokTr != tr {
+			e.tokenTr = tokTr
+		}
 		o.HTTPClient = &http.Client{
-			Transport:     tr,
+			Transport:     tokTr,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 		src, err := oauth.New(o)
@@ -257,7 +265,12 @@ func newLimiter(rl *config.RateLimit) (*rate.Limiter, error) {
 }
 
 // Close releases idle connections.
-func (e *Executor) Close() { e.transport.CloseIdleConnections() }
+func (e *Executor) Close() {
+	e.transport.CloseIdleConnections()
+	if e.tokenTr != nil {
+		e.tokenTr.CloseIdleConnections()
+	}
+}
 
 // call is a validated job, ready to send.
 type call struct {
