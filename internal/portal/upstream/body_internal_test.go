@@ -202,3 +202,36 @@ func TestBodyReader(t *testing.T) {
 		t.Errorf("empty body: %v, Body %v, ContentLength %d", err, req.Body, req.ContentLength)
 	}
 }
+
+// TestNewRequestAllocations bounds what building an attempt's request
+// allocates (each call in flight holds its request): the URL is not parsed
+// again and the headers are not copied when the attempt adds none.
+func TestNewRequestAllocations(t *testing.T) {
+	e, err := New(testOptions("http://127.0.0.1:1/base", 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	c, refusal := e.prepare(&wire.Request{ID: "job-1", Method: http.MethodPost, Path: "/v1/items/7", RawQuery: "a=1",
+		Header: http.Header{"Content-Type": {"application/json"}, "Accept": {"application/json"}}, Body: []byte("{}")})
+	if refusal != nil {
+		t.Fatal(refusal)
+	}
+	ctx := context.Background()
+	req, err := e.newRequest(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := req.URL.String(); got != "http://127.0.0.1:1/base/v1/items/7?a=1" || req.Host != "127.0.0.1:1" {
+		t.Errorf("URL %s, Host %s", got, req.Host)
+	}
+	if req.Header.Get("Idempotency-Key") != "job-1" || req.ContentLength != 2 {
+		t.Errorf("headers %v, ContentLength %d", req.Header, req.ContentLength)
+	}
+	// http.Request, its placeholder URL and Header map, the body reader and
+	// GetBody. Copying the headers and parsing the URL again made it 10.
+	const want = 5
+	if n := testing.AllocsPerRun(100, func() { _, _ = e.newRequest(ctx, c) }); n > want {
+		t.Errorf("newRequest allocates %v times, want at most %d", n, want)
+	}
+}

@@ -276,7 +276,8 @@ func (e *Executor) Close() {
 type call struct {
 	id     string
 	method string
-	url    string
+	// url is shared by the attempts' requests (net/http does not change it).
+	url    *url.URL
 	header http.Header
 	body   *requestBody
 	// replayable: the method may be repeated after a failure whose effect
@@ -364,7 +365,7 @@ func (e *Executor) prepare(r *wire.Request) (*call, *Refusal) {
 		h[k] = append([]string(nil), v...)
 	}
 	return &call{
-		id: r.ID, method: method, url: u.String(), header: h, body: newRequestBody(r.Body),
+		id: r.ID, method: method, url: u, header: h, body: newRequestBody(r.Body),
 		replayable: e.retries.NonIdempotent || idempotentMethods[method],
 	}, nil
 }
@@ -483,20 +484,10 @@ func (e *Executor) attempt(ctx context.Context, c *call, st *attemptState) outco
 		ctx, cancel = context.WithTimeoutCause(ctx, e.timeout, errRequestTimeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, c.method, c.url, nil)
+	req, err := e.newRequest(ctx, c)
 	if err != nil {
 		return outcome{resp: errorResponse(c.id, wire.ErrorInternal, http.StatusInternalServerError,
 			fmt.Sprintf("building the upstream request: %v", err))}
-	}
-	if err := c.body.attach(req); err != nil {
-		return outcome{resp: errorResponse(c.id, wire.ErrorInternal, http.StatusInternalServerError,
-			fmt.Sprintf("building the upstream request: %v", err))}
-	}
-	req.Header = c.header.Clone()
-	if e.files != nil {
-		for k, v := range e.files.current() {
-			req.Header[k] = append([]string(nil), v...)
-		}
 	}
 	var tok *oauth2.Token
 	if e.tokens != nil {
@@ -552,6 +543,33 @@ func (e *Executor) attempt(ctx context.Context, c *call, st *attemptState) outco
 		}
 	}
 	return out
+}
+
+// newRequest builds one attempt's request: the call's URL (parsed and
+// checked by prepare, not parsed again) and body (not copied), and its
+// headers. An attempt that adds headers of its own (header files; the token
+// is added by attempt) gets a copy of the call's headers; otherwise the
+// attempts share them, as net/http only reads them. Calls in flight hold
+// their requests, so every byte here is multiplied by them.
+func (e *Executor) newRequest(ctx context.Context, c *call) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, c.method, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.URL, req.Host = c.url, c.url.Host
+	if err := c.body.attach(req); err != nil {
+		return nil, err
+	}
+	req.Header = c.header
+	if e.files != nil || e.tokens != nil {
+		req.Header = c.header.Clone()
+	}
+	if e.files != nil {
+		for k, v := range e.files.current() {
+			req.Header[k] = append([]string(nil), v...)
+		}
+	}
+	return req, nil
 }
 
 // transportFailure classifies an error from http.Client.Do.
