@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -233,5 +234,43 @@ func TestNewRequestAllocations(t *testing.T) {
 	const want = 5
 	if n := testing.AllocsPerRun(100, func() { _, _ = e.newRequest(ctx, c) }); n > want {
 		t.Errorf("newRequest allocates %v times, want at most %d", n, want)
+	}
+}
+
+// TestLargeChunkedResponseReturnsMemory checks that a large response of
+// unknown length, read in blocks and joined, has the blocks collected and
+// their memory returned at once.
+func TestLargeChunkedResponseReturnsMemory(t *testing.T) {
+	var calls atomic.Int32
+	old := returnMemory
+	returnMemory = func() { calls.Add(1) }
+	t.Cleanup(func() { returnMemory = old })
+	block := make([]byte, 1<<20)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("mib"))
+		for range n {
+			_, _ = w.Write(block) // no Content-Length: chunked
+		}
+	}))
+	defer srv.Close()
+	opts := testOptions(srv.URL, 1)
+	opts.Upstream.MaxResponseBytes = 64 << 20
+	e, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, tc := range []struct {
+		mib  int
+		want int32
+	}{{1, 0}, {returnMemoryAbove >> 20, 1}} {
+		calls.Store(0)
+		resp := e.Do(context.Background(), &wire.Request{ID: "j", Method: http.MethodGet, Path: "x", RawQuery: "mib=" + strconv.Itoa(tc.mib)})
+		if resp.Status != http.StatusOK || len(resp.Body) != tc.mib<<20 {
+			t.Fatalf("answer %d with %d bytes (%s)", resp.Status, len(resp.Body), resp.ErrorMessage)
+		}
+		if got := calls.Load(); got != tc.want {
+			t.Errorf("%d MiB chunked response: memory returned %d times, want %d", tc.mib, got, tc.want)
+		}
 	}
 }

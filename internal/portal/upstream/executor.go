@@ -723,5 +723,11 @@ func readBody(res *http.Response, limit int64) ([]byte, error) {
 	for _, b := range blocks {
 		body = append(body, b...)
 	}
+	if total >= returnMemoryAbove {
+		// The blocks are garbage now (nothing uses them after the join):
+		// collect them before the answer is produced, as for a released
+		// request body.
+		returnMemory()
+	}
 	return body, nil
 }
