@@ -501,7 +501,7 @@ func (e *Executor) attempt(ctx context.Context, c *call, st *attemptState) outco
 		}
 		tok.SetAuthHeader(req)
 	}
-	res, err := e.client.Do(req)
+	res, err := e.roundTrip(req)
 	if err != nil {
 		return e.transportFailure(ctx, c.id, err)
 	}
@@ -730,4 +730,14 @@ func readBody(res *http.Response, limit int64) ([]byte, error) {
 		returnMemory()
 	}
 	return body, nil
+}
+
+// roundTrip sends req: through the client, which follows redirects, when
+// upstream.followRedirects is set, else straight to the transport (the
+// client would only return the 3xx as it is).
+func (e *Executor) roundTrip(req *http.Request) (*http.Response, error) {
+	if e.up.FollowRedirects {
+		return e.client.Do(req)
+	}
+	return e.transport.RoundTrip(req)
 }
