@@ -383,70 +383,82 @@ type outcome struct {
 }
 
 // execute runs attempts until one is final, the attempts are used up or the
-// next backoff would end after the deadline.
+// next backoff would end after the deadline. Its frame, attempt's and Do's
+// are on the stack of every call in flight while it waits for the
+// upstream, so the work around the wait is done in helpers (next,
+// finishAttempt), whose frames are not.
 func (e *Executor) execute(ctx context.Context, c *call) *wire.Response {
-	backoff := wait.Backoff{
+	st := attemptState{attempt: 1, backoff: wait.Backoff{
 		Duration: e.retries.Backoff.Duration,
 		Factor:   2,
 		Jitter:   0.2,
 		Steps:    e.attempts,
 		Cap:      e.retries.MaxBackoff.Duration,
-	}
-	st := attemptState{attempt: 1}
+	}}
 	for {
 		out := e.attempt(ctx, c, &st)
-		if out.unauthorized && e.tokens != nil {
-			// A 401 means the upstream did not act on the call, so it is
-			// repeated once with a fresh token whatever the method.
-			if !st.authRetried && ctx.Err() == nil {
-				st.authRetried = true
-				e.tokens.Invalidate(out.token)
-				e.obs.UpstreamRetry(metricMethod(c.method), "unauthorized")
-				continue
-			}
-			out.resp.ErrorKind = wire.ErrorAuth
-			out.resp.ErrorMessage = "the upstream refused the OAuth2 token twice (401), also after a refresh"
-			return out.resp
+		if resp := e.next(ctx, c, &st, &out); resp != nil {
+			return resp
 		}
-		// A 429 says the upstream did not act on the call: repeated
-		// whatever the method, like a 401.
-		if out.retry == "" || !(c.replayable || out.resp.Status == http.StatusTooManyRequests) || st.attempt >= e.attempts {
-			return out.resp
-		}
-		delay := backoff.Step()
-		if mb := e.retries.MaxBackoff.Duration; mb > 0 && delay > mb {
-			delay = mb
-		}
-		if out.retryAfter > 0 {
-			// The server's delay, not the backoff; longer than the cap:
-			// its answer is the job's.
-			if out.retryAfter > e.maxAfter {
-				e.log.V(1).Info("Not retrying: Retry-After over retries.maxRetryAfter", "job", c.id,
-					"status", out.resp.Status, "retryAfter", out.retryAfter, "maxRetryAfter", e.maxAfter)
-				return out.resp
-			}
-			delay = out.retryAfter
-		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= delay {
-			return out.resp
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return out.resp
-		case <-t.C:
-		}
-		st.attempt++
-		e.obs.UpstreamRetry(metricMethod(c.method), out.retry)
-		e.log.V(1).Info("Retrying an upstream call", "job", c.id, "attempt", st.attempt, "reason", out.retry, "status", out.resp.Status)
 	}
+}
+
+// next decides after an attempt: it returns the call's answer, or nil once
+// it has waited for the next attempt.
+func (e *Executor) next(ctx context.Context, c *call, st *attemptState, out *outcome) *wire.Response {
+	if out.unauthorized && e.tokens != nil {
+		// A 401 means the upstream did not act on the call, so it is
+		// repeated once with a fresh token whatever the method.
+		if !st.authRetried && ctx.Err() == nil {
+			st.authRetried = true
+			e.tokens.Invalidate(out.token)
+			e.obs.UpstreamRetry(metricMethod(c.method), "unauthorized")
+			return nil
+		}
+		out.resp.ErrorKind = wire.ErrorAuth
+		out.resp.ErrorMessage = "the upstream refused the OAuth2 token twice (401), also after a refresh"
+		return out.resp
+	}
+	// A 429 says the upstream did not act on the call: repeated
+	// whatever the method, like a 401.
+	if out.retry == "" || !(c.replayable || out.resp.Status == http.StatusTooManyRequests) || st.attempt >= e.attempts {
+		return out.resp
+	}
+	delay := st.backoff.Step()
+	if mb := e.retries.MaxBackoff.Duration; mb > 0 && delay > mb {
+		delay = mb
+	}
+	if out.retryAfter > 0 {
+		// The server's delay, not the backoff; longer than the cap:
+		// its answer is the job's.
+		if out.retryAfter > e.maxAfter {
+			e.log.V(1).Info("Not retrying: Retry-After over retries.maxRetryAfter", "job", c.id,
+				"status", out.resp.Status, "retryAfter", out.retryAfter, "maxRetryAfter", e.maxAfter)
+			return out.resp
+		}
+		delay = out.retryAfter
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= delay {
+		return out.resp
+	}
+	t := time.NewTimer(delay)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return out.resp
+	case <-t.C:
+	}
+	st.attempt++
+	e.obs.UpstreamRetry(metricMethod(c.method), out.retry)
+	e.log.V(1).Info("Retrying an upstream call", "job", c.id, "attempt", st.attempt, "reason", out.retry, "status", out.resp.Status)
+	return nil
 }
 
 // attemptState is where execute is in its loop of attempts.
 type attemptState struct {
 	attempt     int  // 1 for the first
 	authRetried bool // the call was repeated after a 401 already
+	backoff     wait.Backoff
 }
 
 // mayRepeat reports whether an attempt whose response has status may be
@@ -466,17 +478,12 @@ func (e *Executor) mayRepeat(c *call, st *attemptState, status int, unauthorized
 	return e.retries.OnConnectionErrors && c.replayable
 }
 
-// attempt sends the call once.
+// attempt sends the call once. Its frame is on the stack while the call
+// waits for the upstream: the work before and after is in helpers.
 func (e *Executor) attempt(ctx context.Context, c *call, st *attemptState) outcome {
 	if e.limiter != nil {
-		// Within the job's context (its deadline), not the request
-		// timeout: waiting for the limiter is not the upstream's time.
-		if err := e.limiter.Wait(ctx); err != nil {
-			if ctx.Err() != nil {
-				return outcome{resp: contextResponse(c.id, ctx, e.timeout)}
-			}
-			return outcome{resp: errorResponse(c.id, wire.ErrorTimeout, http.StatusGatewayTimeout,
-				fmt.Sprintf("the upstream rate limit (%g requests/s) leaves no room for the call before the job deadline", float64(e.limiter.Limit())))}
+		if out, ok := e.waitLimiter(ctx, c); !ok {
+			return out
 		}
 	}
 	if e.timeout > 0 {
@@ -484,28 +491,57 @@ func (e *Executor) attempt(ctx context.Context, c *call, st *attemptState) outco
 		ctx, cancel = context.WithTimeoutCause(ctx, e.timeout, errRequestTimeout)
 		defer cancel()
 	}
-	req, err := e.newRequest(ctx, c)
-	if err != nil {
-		return outcome{resp: errorResponse(c.id, wire.ErrorInternal, http.StatusInternalServerError,
-			fmt.Sprintf("building the upstream request: %v", err))}
-	}
-	var tok *oauth2.Token
-	if e.tokens != nil {
-		tok, err = e.tokens.Token(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return outcome{resp: contextResponse(c.id, ctx, e.timeout)}
-			}
-			return outcome{resp: errorResponse(c.id, wire.ErrorAuth, http.StatusBadGateway,
-				fmt.Sprintf("no OAuth2 token for the upstream: %v", err))}
-		}
-		tok.SetAuthHeader(req)
+	req, tok, failed := e.startAttempt(ctx, c)
+	if failed != nil {
+		return outcome{resp: failed}
 	}
 	res, err := e.roundTrip(req)
 	if err != nil {
 		return e.transportFailure(ctx, c.id, err)
 	}
 	defer func() { _ = res.Body.Close() }()
+	return e.finishAttempt(ctx, c, st, res, tok)
+}
+
+// waitLimiter waits for the rate limiter; ok is false when the call may not
+// be made, with its answer.
+func (e *Executor) waitLimiter(ctx context.Context, c *call) (out outcome, ok bool) {
+	// Within the job's context (its deadline), not the request timeout:
+	// waiting for the limiter is not the upstream's time.
+	if err := e.limiter.Wait(ctx); err != nil {
+		if ctx.Err() != nil {
+			return outcome{resp: contextResponse(c.id, ctx, e.timeout)}, false
+		}
+		return outcome{resp: errorResponse(c.id, wire.ErrorTimeout, http.StatusGatewayTimeout,
+			fmt.Sprintf("the upstream rate limit (%g requests/s) leaves no room for the call before the job deadline", float64(e.limiter.Limit())))}, false
+	}
+	return outcome{}, true
+}
+
+// startAttempt builds the attempt's request with its token; failed is the
+// call's answer when that is not possible.
+func (e *Executor) startAttempt(ctx context.Context, c *call) (req *http.Request, tok *oauth2.Token, failed *wire.Response) {
+	req, err := e.newRequest(ctx, c)
+	if err != nil {
+		return nil, nil, errorResponse(c.id, wire.ErrorInternal, http.StatusInternalServerError,
+			fmt.Sprintf("building the upstream request: %v", err))
+	}
+	if e.tokens != nil {
+		tok, err = e.tokens.Token(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, contextResponse(c.id, ctx, e.timeout)
+			}
+			return nil, nil, errorResponse(c.id, wire.ErrorAuth, http.StatusBadGateway,
+				fmt.Sprintf("no OAuth2 token for the upstream: %v", err))
+		}
+		tok.SetAuthHeader(req)
+	}
+	return req, tok, nil
+}
+
+// finishAttempt reads the upstream's answer to an attempt.
+func (e *Executor) finishAttempt(ctx context.Context, c *call, st *attemptState, res *http.Response, tok *oauth2.Token) outcome {
 	unauthorized := res.StatusCode == http.StatusUnauthorized && tok != nil
 	if !e.mayRepeat(c, st, res.StatusCode, unauthorized) {
 		// No later attempt needs the body: let it go before the response
