@@ -7,10 +7,12 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"golang.org/x/oauth2"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"kafkasend.io/kafkasend/internal/portal/config"
@@ -273,4 +275,51 @@ func TestLargeChunkedResponseReturnsMemory(t *testing.T) {
 			t.Errorf("%d MiB chunked response: memory returned %d times, want %d", tc.mib, got, tc.want)
 		}
 	}
+}
+
+// panickingTokens fails every Token call with a panic.
+type panickingTokens struct{}
+
+func (panickingTokens) Token(context.Context) (*oauth2.Token, error) { panic("token source broke") }
+func (panickingTokens) Invalidate(*oauth2.Token)                     {}
+
+// TestPanicIsAnsweredInternal checks that a panic during a call becomes an
+// internal error answer, reported to the observer, not a crash.
+func TestPanicIsAnsweredInternal(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }))
+	defer srv.Close()
+	opts := testOptions(srv.URL, 3)
+	opts.Tokens = panickingTokens{}
+	obs := &kindObserver{}
+	opts.Observer = obs
+	e, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	resp := e.Do(context.Background(), &wire.Request{ID: "j", Method: http.MethodGet, Path: "x"})
+	if resp.ErrorKind != wire.ErrorInternal || resp.Status != http.StatusInternalServerError {
+		t.Fatalf("answer %d %q (%s), want 500 internal", resp.Status, resp.ErrorKind, resp.ErrorMessage)
+	}
+	if got := obs.kinds(); len(got) != 1 || got[0] != wire.ErrorInternal {
+		t.Errorf("observer saw %v, want one internal outcome", got)
+	}
+}
+
+type kindObserver struct {
+	NopObserver
+	mu   sync.Mutex
+	seen []wire.ErrorKind
+}
+
+func (o *kindObserver) UpstreamDone(_ string, _ int, kind wire.ErrorKind, _ time.Duration) {
+	o.mu.Lock()
+	o.seen = append(o.seen, kind)
+	o.mu.Unlock()
+}
+
+func (o *kindObserver) kinds() []wire.ErrorKind {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]wire.ErrorKind(nil), o.seen...)
 }

@@ -300,28 +300,16 @@ func (e *Executor) Do(ctx context.Context, r *wire.Request) (resp *wire.Response
 	if r != nil {
 		id, method = r.ID, r.Method
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			e.log.Error(fmt.Errorf("panic: %v", p), "Upstream call failed unexpectedly", "job", id)
-			resp = errorResponse(id, wire.ErrorInternal, http.StatusInternalServerError, "internal error while calling the upstream")
-		}
-		e.obs.UpstreamDone(metricMethod(method), resp.Status, resp.ErrorKind, time.Since(start))
-	}()
+	defer e.observe(&resp, id, method, start)
 	if r == nil {
 		return errorResponse("", wire.ErrorInternal, http.StatusInternalServerError, "no request to execute")
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	c, refusal := e.prepare(r)
-	if refusal != nil {
-		e.log.V(1).Info("Refused a job", "job", id, "reason", refusal.Reason)
-		return errorResponse(id, wire.ErrorRejected, http.StatusForbidden, refusal.Error())
-	}
-	r.Body = nil // held by c.body from here on
-	if c.body.size > e.up.MaxRequestBytes {
-		return errorResponse(id, wire.ErrorTooLarge, http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", c.body.size, e.up.MaxRequestBytes))
+	c, early := e.begin(r)
+	if early != nil {
+		return early
 	}
 	if !r.Deadline.IsZero() {
 		if !time.Now().Before(r.Deadline) {
@@ -335,6 +323,33 @@ func (e *Executor) Do(ctx context.Context, r *wire.Request) (resp *wire.Response
 		return contextResponse(id, ctx, e.timeout)
 	}
 	return e.execute(ctx, c)
+}
+
+// observe is Do's deferred end: it turns a panic into an internal error
+// and reports the outcome.
+func (e *Executor) observe(resp **wire.Response, id, method string, start time.Time) {
+	if p := recover(); p != nil {
+		e.log.Error(fmt.Errorf("panic: %v", p), "Upstream call failed unexpectedly", "job", id)
+		*resp = errorResponse(id, wire.ErrorInternal, http.StatusInternalServerError, "internal error while calling the upstream")
+	}
+	e.obs.UpstreamDone(metricMethod(method), (*resp).Status, (*resp).ErrorKind, time.Since(start))
+}
+
+// begin applies the policy and the size limit: it returns the call, or the
+// job's answer when there is to be no call. From here on the call holds the
+// body, not r.
+func (e *Executor) begin(r *wire.Request) (*call, *wire.Response) {
+	c, refusal := e.prepare(r)
+	if refusal != nil {
+		e.log.V(1).Info("Refused a job", "job", r.ID, "reason", refusal.Reason)
+		return nil, errorResponse(r.ID, wire.ErrorRejected, http.StatusForbidden, refusal.Error())
+	}
+	r.Body = nil
+	if c.body.size > e.up.MaxRequestBytes {
+		return nil, errorResponse(r.ID, wire.ErrorTooLarge, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", c.body.size, e.up.MaxRequestBytes))
+	}
+	return c, nil
 }
 
 // prepare applies the security policy and builds the call.
