@@ -115,8 +115,14 @@ func TestRequestBodyFreedWhileResponseIsRead(t *testing.T) {
 			if r.Body != nil {
 				t.Error("Do left the caller's Body set")
 			}
-			got := collected(freed, 10)
-			if got == tc.keep {
+			// Freed: within generous bounds (cleanups run on their own
+			// goroutine, late on a loaded machine). Kept: ten collections
+			// must not free it.
+			tries := 250
+			if tc.keep {
+				tries = 10
+			}
+			if got := collected(freed, tries); got == tc.keep {
 				t.Errorf("request body freed while the response was read: %v, want %v", got, !tc.keep)
 			}
 			close(release)
@@ -137,7 +143,7 @@ func TestRequestBodyFreedWhileResponseIsRead(t *testing.T) {
 					}
 				}
 			}
-			if tc.keep && !collected(freed, 50) {
+			if tc.keep && !collected(freed, 250) {
 				t.Error("request body still held after the call")
 			}
 		})
