@@ -100,6 +100,7 @@ func TestDefaultsAgree(t *testing.T) {
 		"kafka.tls.clientCertSecretRef.certKey": `"tls.crt"`,
 		"kafka.tls.clientCertSecretRef.keyKey":  `"tls.key"`,
 		"oauth.authStyle":                       `"Auto"`,
+		"upstream.http2":                        `"Auto"`,
 	}
 	g.Expect(crd).To(Equal(want), "CRD defaults changed: update api/v1alpha1/defaults.go and config.Default() too")
 
@@ -155,6 +156,7 @@ func TestDefaultsAgree(t *testing.T) {
 	filled.Spec.Kafka.RebalanceProtocol = v1.RebalanceCooperative
 	filled.Spec.Kafka.MaxMessageBytes = 921600
 	filled.Spec.Kafka.InitialOffset = v1.InitialOffsetEarliest
+	filled.Spec.Upstream.HTTP2 = v1.UpstreamHTTP2Auto
 	filled.Spec.Concurrency = v1.ConcurrencySpec{MaxInFlight: 100, MaxBytes: ptr.To(resource.MustParse("512Mi"))}
 	filled.Spec.Timeouts = v1.TimeoutsSpec{
 		Request: &metav1.Duration{Duration: 15 * time.Minute}, ChunkAssembly: &metav1.Duration{Duration: 2 * time.Minute},
@@ -254,6 +256,22 @@ func TestHeaderValuesFromSecrets(t *testing.T) {
 	}
 	g.Expect(found).To(BeTrue())
 	g.Expect(SecretNames(p)).To(Equal([]string{"api", HandoverKeySecret(p)}))
+}
+
+// TestUpstreamHTTP2 checks that spec.upstream.http2 reaches the worker's
+// configuration in the worker's spelling, and that Auto (the default) is
+// left out, so that pipelines that do not set it render as before.
+func TestUpstreamHTTP2(t *testing.T) {
+	for mode, want := range map[v1.UpstreamHTTP2]string{
+		"": "", v1.UpstreamHTTP2Auto: "", v1.UpstreamHTTP2Always: config.HTTP2Always, v1.UpstreamHTTP2Never: config.HTTP2Never,
+	} {
+		g := NewWithT(t)
+		p := basePipeline()
+		p.Spec.Upstream.HTTP2 = mode
+		cfg := RenderConfig(p)
+		g.Expect(cfg.Upstream.HTTP2).To(Equal(want), string(mode))
+		g.Expect(cfg.Validate()).To(Succeed())
+	}
 }
 
 func TestTerminationGraceAndResources(t *testing.T) {

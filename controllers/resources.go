@@ -260,6 +260,12 @@ func RenderConfig(p *v1.PortalPipeline) config.Config {
 		c.Upstream.HeaderFiles[h.Name] = secretPath(headerFile(i))
 	}
 	c.Upstream.FollowRedirects = u.FollowRedirects
+	switch u.HTTP2 {
+	case v1.UpstreamHTTP2Always:
+		c.Upstream.HTTP2 = config.HTTP2Always
+	case v1.UpstreamHTTP2Never:
+		c.Upstream.HTTP2 = config.HTTP2Never
+	} // Auto is the worker's default: left out of the rendered config
 	c.Upstream.ForwardHeaders = append([]string(nil), u.ForwardHeaders...)
 	if rl := u.RateLimit; rl != nil {
 		c.Upstream.RateLimit = &config.RateLimit{

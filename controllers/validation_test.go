@@ -44,6 +44,8 @@ func TestInvalidSpecsAreRejected(t *testing.T) {
 		{"upstream URL with credentials", func(s *kafkasendv1alpha1.PortalPipelineSpec) {
 			s.Upstream.BaseURL = "https://user:pw@api.example.test"
 		}, []string{"spec.upstream.baseURL", "must not carry user info"}},
+		{"unknown upstream HTTP/2 mode", func(s *kafkasendv1alpha1.PortalPipelineSpec) { s.Upstream.HTTP2 = "H2C" },
+			[]string{"spec.upstream.http2", "Unsupported value"}},
 		{"ftp token URL", func(s *kafkasendv1alpha1.PortalPipelineSpec) { s.OAuth.TokenURL = "ftp://login.example.test/token" },
 			[]string{"spec.oauth.tokenURL", "absolute http(s) URL"}},
 		{"max below min replicas", func(s *kafkasendv1alpha1.PortalPipelineSpec) {

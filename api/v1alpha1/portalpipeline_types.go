@@ -291,7 +291,28 @@ type UpstreamSpec struct {
 	// retries included.
 	// +optional
 	RateLimit *RateLimitSpec `json:"rateLimit,omitempty"`
+	// HTTP2 is when upstream calls use HTTP/2: Auto (when an https://
+	// upstream offers it in the TLS handshake, else HTTP/1.1), Always
+	// (HTTP/2 only; to an http:// upstream without TLS, with prior
+	// knowledge (h2c), so the upstream must speak it) or Never (HTTP/1.1
+	// only). HTTP/2 multiplexes the calls in flight on a few connections
+	// instead of holding one connection per call. The token endpoint is
+	// not affected.
+	// +optional
+	// +kubebuilder:default=Auto
+	HTTP2 UpstreamHTTP2 `json:"http2,omitempty"`
 }
+
+// UpstreamHTTP2 is when upstream calls use HTTP/2.
+// +kubebuilder:validation:Enum=Auto;Always;Never
+type UpstreamHTTP2 string
+
+// HTTP/2 modes of upstream calls.
+const (
+	UpstreamHTTP2Auto   UpstreamHTTP2 = "Auto"
+	UpstreamHTTP2Always UpstreamHTTP2 = "Always"
+	UpstreamHTTP2Never  UpstreamHTTP2 = "Never"
+)
 
 // UpstreamHeader is one header added to every upstream call.
 // +kubebuilder:validation:XValidation:rule="has(self.value) != has(self.valueFrom)",message="a header needs exactly one of value and valueFrom"

@@ -66,6 +66,9 @@ type Options struct {
 	Partitions int
 	// PortalBin is the portal binary; empty means build ./cmd/portal.
 	PortalBin string
+	// UpstreamH2C: the upstream also speaks HTTP/2 without TLS and the
+	// portals call it so (upstream.http2 "always").
+	UpstreamH2C bool
 	// Variant of the rebalance scenario: timeline, kill or rollout.
 	Variant string
 	// Step between membership changes (rebalance).
@@ -171,6 +174,7 @@ func parseArgs(args []string, stdout, stderr io.Writer) (Options, int) {
 	fs.IntVar(&o.BodyBytes, "body-bytes", 0, "request body bytes, echoed by the upstream (default: throughput 1024, large 268435456, others 256)")
 	fs.IntVar(&o.Partitions, "partitions", 4, "partitions of the bench topics")
 	fs.StringVar(&o.PortalBin, "portal-bin", "", "portal binary (default: go build ./cmd/portal into a temporary directory)")
+	fs.BoolVar(&o.UpstreamH2C, "upstream-h2c", false, "the upstream also speaks HTTP/2 without TLS (h2c) and the portals call it with upstream.http2=always")
 	fs.StringVar(&o.Variant, "variant", "", "rebalance: timeline (default), kill or rollout")
 	fs.StringVar(&o.Profile, "profile", "", "write CPU and allocation profiles of the portal (and the relays) into this directory, one pair per phase; starts the portal with --pprof-bind-address, so only for our portal")
 	var stepS float64

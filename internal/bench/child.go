@@ -40,6 +40,8 @@ const (
 // childSpec configures a helper process; it travels as one JSON argument.
 type childSpec struct {
 	Role            string   `json:"role"`
+	// H2C: an upstream also speaks HTTP/2 without TLS.
+	H2C bool `json:"h2c,omitempty"`
 	Brokers         []string `json:"brokers,omitempty"`
 	Group           string   `json:"group,omitempty"`
 	Requests        string   `json:"requests,omitempty"`
@@ -115,7 +117,7 @@ func serveChild(ctx context.Context, spec childSpec, ready func(childReady) erro
 	}
 	switch spec.Role {
 	case roleUpstream:
-		return serveUpstreamChild(ctx, ready)
+		return serveUpstreamChild(ctx, spec.H2C, ready)
 	case roleEchoRelay:
 		r, err := startEchoRelay(ctx, spec.Brokers, spec.Group, spec.Requests, spec.Replies, spec.MaxMessageBytes)
 		if err != nil {

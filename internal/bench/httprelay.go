@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"kafkasend.io/kafkasend/internal/kafkaconf"
 	"kafkasend.io/kafkasend/internal/portal/config"
+	portalupstream "kafkasend.io/kafkasend/internal/portal/upstream"
 	"kafkasend.io/kafkasend/pkg/wire"
 )
 
@@ -107,16 +107,17 @@ func startHTTPRelay(ctx context.Context, spec childSpec) (*httpRelay, error) {
 		_ = producer.Close()
 		return nil, fmt.Errorf("creating the HTTP relay's consumer group: %w", err)
 	}
-	// The portal's upstream transport (internal/portal/upstream/transport.go)
-	// without TLS: keep-alive connections, an idle pool of maxInFlight.
-	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	transport := &http.Transport{
-		DialContext:           dialer.DialContext,
-		MaxIdleConns:          spec.MaxInFlight + 8,
-		MaxIdleConnsPerHost:   spec.MaxInFlight,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true,
+	// The portal's own upstream transport: keep-alive connections, an idle
+	// pool of maxInFlight, and h2c when the upstream speaks it.
+	http2 := config.HTTP2Auto
+	if spec.H2C {
+		http2 = config.HTTP2Always
+	}
+	transport, err := portalupstream.NewTransport("", spec.MaxInFlight, http2)
+	if err != nil {
+		_ = producer.Close()
+		_ = g.Close()
+		return nil, fmt.Errorf("the HTTP relay's transport: %w", err)
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	r := &httpRelay{group: g, producer: producer, client: &http.Client{Transport: transport}, url: spec.URL,

@@ -29,6 +29,7 @@ type portalSpec struct {
 	requests         string
 	replies          string
 	upstreamURL      string
+	upstreamHTTP2    string // upstream.http2
 	maxInFlight      int
 	maxRequestBytes  int64
 	maxResponseBytes int64
@@ -50,6 +51,7 @@ func (s portalSpec) config() config.Config {
 	c.Topics.Replies = s.replies
 	c.Upstream.BaseURL = s.upstreamURL
 	c.Upstream.AllowInsecureHTTP = true
+	c.Upstream.HTTP2 = s.upstreamHTTP2
 	c.Concurrency.MaxInFlight = s.maxInFlight
 	if s.maxRequestBytes > 0 {
 		c.Upstream.MaxRequestBytes = s.maxRequestBytes

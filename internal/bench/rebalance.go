@@ -165,7 +165,7 @@ func runRebalance(ctx context.Context, e *env, c Common) (Outcome, error) {
 
 	ws := &workerSet{e: e, spec: portalSpec{
 		brokers: e.cl.brokers, group: group, requests: requests, replies: replies, upstreamURL: e.up.url,
-		maxInFlight: o.MaxInFlight,
+		upstreamHTTP2: e.up.portalHTTP2(), maxInFlight: o.MaxInFlight,
 	}}
 	defer ws.stopAll(slowDelay + 30*time.Second)
 	ws.start = time.Now()

@@ -85,7 +85,7 @@ func newEnv(ctx context.Context, o Options) (*env, error) {
 		e.close()
 		return nil, err
 	}
-	if e.up, err = startUpstream(); err != nil {
+	if e.up, err = startUpstream(o.UpstreamH2C); err != nil {
 		e.close()
 		return nil, err
 	}
@@ -236,6 +236,7 @@ func (e *env) runPhase(ctx context.Context, p phaseSpec) (*phaseResult, error) {
 	if p.portal != nil {
 		spec := *p.portal
 		spec.brokers, spec.group, spec.requests, spec.replies, spec.upstreamURL = e.cl.brokers, group, requests, replies, e.upstreamURL()
+		spec.upstreamHTTP2 = e.up.portalHTTP2()
 		if e.opts.Profile != "" {
 			if spec.pprofAddr, err = freeAddr(); err != nil {
 				return nil, err
@@ -246,7 +247,7 @@ func (e *env) runPhase(ctx context.Context, p phaseSpec) (*phaseResult, error) {
 		}
 		progressf(e.opts, "%s: portal pid %d ready (maxInFlight %d)", p.name, proc.cmd.Process.Pid, spec.maxInFlight)
 	} else {
-		cs := childSpec{Role: orDefault(p.relay, roleEchoRelay), Brokers: e.cl.brokers, Group: group, Requests: requests,
+		cs := childSpec{Role: orDefault(p.relay, roleEchoRelay), H2C: e.opts.UpstreamH2C, Brokers: e.cl.brokers, Group: group, Requests: requests,
 			Replies: replies, MaxMessageBytes: p.maxMessageBytes, URL: p.relayURL, MaxInFlight: p.relayMaxInFlight}
 		if e.opts.Profile != "" {
 			if cs.PprofAddr, err = freeAddr(); err != nil {

@@ -303,7 +303,7 @@ func runThroughput(ctx context.Context, e *env, c Common) (res Outcome, err erro
 	out := &ThroughputResult{Common: c, BodyBytes: len(b), LatencyMs: delay.Milliseconds(), MaxInFlight: o.MaxInFlight}
 	// The upstream runs in its own process here, so that its CPU is
 	// accounted apart from the load generator's.
-	if e.remote, err = startRemoteUpstream(ctx, e.dir); err != nil {
+	if e.remote, err = startRemoteUpstream(ctx, e.dir, e.opts.UpstreamH2C); err != nil {
 		return Outcome{}, err
 	}
 	progressf(o, "throughput: upstream process pid %d at %s", e.remote.proc.cmd.Process.Pid, e.remote.proc.ready.URL)

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"kafkasend.io/kafkasend/internal/portal/config"
 )
 
 // upstreamPathPrefix is the path of every bench job: /job/{delay in ms}.
@@ -31,6 +33,9 @@ type upstream struct {
 	srv *http.Server
 	ln  net.Listener
 	url string
+	// h2c: the server also speaks HTTP/2 without TLS, and portals are
+	// configured to call it so (upstream.http2 "always").
+	h2c bool
 
 	active, peak, total atomic.Int64
 
@@ -67,15 +72,22 @@ func (u *upstream) executions() (execs, cancels map[string]int, starts map[strin
 	return execs, cancels, starts
 }
 
-// startUpstream listens on 127.0.0.1 and serves until close.
-func startUpstream() (*upstream, error) {
+// startUpstream listens on 127.0.0.1 and serves until close: HTTP/1.1, and
+// with h2c also HTTP/2 with prior knowledge on the same port (at Go's
+// default of 250 streams per connection).
+func startUpstream(h2c bool) (*upstream, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("listening for the upstream: %w", err)
 	}
-	u := &upstream{ln: ln, url: "http://" + ln.Addr().String(), handled: map[string]time.Duration{}, done: make(chan struct{})}
+	u := &upstream{ln: ln, url: "http://" + ln.Addr().String(), h2c: h2c, handled: map[string]time.Duration{}, done: make(chan struct{})}
 	u.resetExecutions()
 	u.srv = &http.Server{Handler: u, ReadHeaderTimeout: 30 * time.Second}
+	if h2c {
+		u.srv.Protocols = new(http.Protocols)
+		u.srv.Protocols.SetHTTP1(true)
+		u.srv.Protocols.SetUnencryptedHTTP2(true)
+	}
 	go func() {
 		defer close(u.done)
 		_ = u.srv.Serve(ln)
@@ -148,6 +160,14 @@ func readBody(r *http.Request) ([]byte, error) {
 		return nil, fmt.Errorf("reading the request body: %w", err)
 	}
 	return b, nil
+}
+
+// portalHTTP2 is the upstream.http2 setting of the portals that call u.
+func (u *upstream) portalHTTP2() string {
+	if u.h2c {
+		return config.HTTP2Always
+	}
+	return ""
 }
 
 // handledTime returns how long the upstream spent on job id.

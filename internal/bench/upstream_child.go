@@ -20,8 +20,8 @@ type upstreamStats struct {
 // serveUpstreamChild runs the bench upstream in a helper process, with its
 // counters on a second loopback listener (GET /stats, POST /reset-peak), so
 // that serving them costs the measured upstream nothing.
-func serveUpstreamChild(ctx context.Context, ready func(childReady) error) error {
-	u, err := startUpstream()
+func serveUpstreamChild(ctx context.Context, h2c bool, ready func(childReady) error) error {
+	u, err := startUpstream(h2c)
 	if err != nil {
 		return err
 	}
@@ -63,8 +63,8 @@ type remoteUpstream struct {
 	client *http.Client
 }
 
-func startRemoteUpstream(ctx context.Context, dir string) (*remoteUpstream, error) {
-	c, err := startChild(ctx, dir, "upstream", childSpec{Role: roleUpstream})
+func startRemoteUpstream(ctx context.Context, dir string, h2c bool) (*remoteUpstream, error) {
+	c, err := startChild(ctx, dir, "upstream", childSpec{Role: roleUpstream, H2C: h2c})
 	if err != nil {
 		return nil, err
 	}

@@ -144,7 +144,22 @@ type Upstream struct {
 	// RateLimit bounds the rate of upstream calls of one worker (retries
 	// included); nil means unlimited.
 	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+	// HTTP2 is when calls use HTTP/2: "auto" (or empty) when an https://
+	// upstream offers it in the TLS handshake (ALPN), HTTP/1.1 otherwise;
+	// "always" for HTTP/2 only, also to an http:// upstream (h2c with prior
+	// knowledge: the upstream must speak HTTP/2 without TLS); "never" for
+	// HTTP/1.1 only. HTTP/2 multiplexes the calls on few connections
+	// instead of one connection (two goroutines and two buffers) per call
+	// in flight.
+	HTTP2 string `json:"http2,omitempty"`
 }
+
+// Values of Upstream.HTTP2.
+const (
+	HTTP2Auto   = "auto"
+	HTTP2Always = "always"
+	HTTP2Never  = "never"
+)
 
 // RateLimit is a token bucket.
 type RateLimit struct {
@@ -343,6 +358,11 @@ func (c Config) Validate() error {
 		if path == "" {
 			bad("upstream.headerFiles["+name+"]", "path required")
 		}
+	}
+	switch c.Upstream.HTTP2 {
+	case "", HTTP2Auto, HTTP2Always, HTTP2Never:
+	default:
+		bad("upstream.http2", "must be %s, %s or %s, not %q", HTTP2Auto, HTTP2Always, HTTP2Never, c.Upstream.HTTP2)
 	}
 	if r := c.Upstream.RateLimit; r != nil && (r.RequestsPerSecond <= 0 || r.Burst < 0) {
 		bad("upstream.rateLimit", "requestsPerSecond must be positive and burst not negative")

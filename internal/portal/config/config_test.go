@@ -58,6 +58,7 @@ func TestParseRejectsBadConfigNamingTheField(t *testing.T) {
 			"oauth: {tokenURL: 'https://login.example.test/t', clientIDFile: i, clientSecretFile: s}\n", "upstream.headerFiles: Authorization conflicts with oauth"},
 		"client_secret param":    {valid + "oauth: {tokenURL: 'https://login.example.test/t', clientIDFile: i, clientSecretFile: s, endpointParams: {client_secret: [x]}}\n", "oauth.endpointParams: client_secret is set by the portal"},
 		"scope param and scopes": {valid + "oauth: {tokenURL: 'https://login.example.test/t', clientIDFile: i, clientSecretFile: s, scopes: [a], endpointParams: {scope: [b]}}\n", "oauth.endpointParams: scope conflicts"},
+		"bad http2":              {strings.Replace(valid, "baseURL: https://api.example.test/v1", "baseURL: https://api.example.test/v1\n  http2: h2c", 1), "upstream.http2: must be auto, always or never"},
 		"bad rate limit":         {strings.Replace(valid, "baseURL: https://api.example.test/v1", "baseURL: https://api.example.test/v1\n  rateLimit: {requestsPerSecond: 0}", 1), "upstream.rateLimit"},
 	}
 	for name, tc := range cases {

@@ -58,11 +58,17 @@
 //
 // TLS: certificates are always verified, against the system roots plus
 // upstream.caFile; TLS 1.2 or later. The token endpoint uses the same roots.
+// HTTP versions (upstream.http2): "auto" uses HTTP/2 when a TLS upstream
+// offers it, "always" HTTP/2 only (h2c with prior knowledge to an http://
+// upstream), "never" HTTP/1.1; the token endpoint always uses "auto".
 //
 // Sizes: a request body over upstream.maxRequestBytes is answered
 // "too_large" (413) without a call; a response body over
 // upstream.maxResponseBytes is answered "too_large" (502) and at most the
-// limit plus one byte is held.
+// limit plus one byte is held. The request body is sent without a copy and
+// dropped once the response status shows that no retry can resend it,
+// before the response body is read (requestBody); the response is read
+// into a buffer of its Content-Length.
 //
 // # Timeouts and retries
 //

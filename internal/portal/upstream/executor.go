@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -115,6 +114,7 @@ type Executor struct {
 	retryStatus map[int]bool
 	attempts    int
 	transport   *http.Transport
+	tokenTr     *http.Transport // the token endpoint's, when not transport
 	client      *http.Client
 	tokens      TokenSource
 	obs         Observer
@@ -161,7 +161,7 @@ func New(opts Options) (*Executor, error) {
 	}
 	tr := opts.Transport
 	if tr == nil {
-		if tr, err = newTransport(opts.Upstream.CAFile, maxInFlight); err != nil {
+		if tr, err = newTransport(opts.Upstream.CAFile, maxInFlight, opts.Upstream.HTTP2); err != nil {
 			return nil, fmt.Errorf("creating upstream executor: %w", err)
 		}
 	}
@@ -196,8 +196,15 @@ func New(opts Options) (*Executor, error) {
 		o.OnFetch = e.obs.TokenRefreshed
 		// The token endpoint shares the transport (and so the CA setup) but
 		// never follows redirects: a 307 would re-send the client secret.
+		tokTr := tr
+		if opts.Transport == nil {
+			tokTr = tokenTransport(tr, opts.Upstream.HTTP2)
+		}
+		if tokTr != tr {
+			e.tokenTr = tokTr
+		}
 		o.HTTPClient = &http.Client{
-			Transport:     tr,
+			Transport:     tokTr,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 		src, err := oauth.New(o)
@@ -258,47 +265,51 @@ func newLimiter(rl *config.RateLimit) (*rate.Limiter, error) {
 }
 
 // Close releases idle connections.
-func (e *Executor) Close() { e.transport.CloseIdleConnections() }
+func (e *Executor) Close() {
+	e.transport.CloseIdleConnections()
+	if e.tokenTr != nil {
+		e.tokenTr.CloseIdleConnections()
+	}
+}
 
 // call is a validated job, ready to send.
 type call struct {
 	id     string
 	method string
-	url    string
+	// url is shared by the attempts' requests (net/http does not change it).
+	url    *url.URL
 	header http.Header
-	body   []byte
+	body   *requestBody
+	// replayable: the method may be repeated after a failure whose effect
+	// is unknown (idempotent, or retries.nonIdempotent).
+	replayable bool
 }
 
 // Do executes one job against the upstream and always returns a response:
 // the upstream's answer, or an error response whose ErrorKind says why there
 // is none. It never panics and never returns nil.
+//
+// Do takes r.Body: it sets r.Body to nil and drops its own reference as soon
+// as no further attempt can send it (see requestBody), so that a large
+// request payload can be freed while the response is read. Callers must not
+// keep other references to the body (or the payload it aliases) during the
+// call if they want that memory back early.
 func (e *Executor) Do(ctx context.Context, r *wire.Request) (resp *wire.Response) {
 	start := time.Now()
 	var id, method string
 	if r != nil {
 		id, method = r.ID, r.Method
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			e.log.Error(fmt.Errorf("panic: %v", p), "Upstream call failed unexpectedly", "job", id)
-			resp = errorResponse(id, wire.ErrorInternal, http.StatusInternalServerError, "internal error while calling the upstream")
-		}
-		e.obs.UpstreamDone(metricMethod(method), resp.Status, resp.ErrorKind, time.Since(start))
-	}()
+	defer e.observe(&resp, id, method, start)
 	if r == nil {
 		return errorResponse("", wire.ErrorInternal, http.StatusInternalServerError, "no request to execute")
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	c, refusal := e.prepare(r)
-	if refusal != nil {
-		e.log.V(1).Info("Refused a job", "job", id, "reason", refusal.Reason)
-		return errorResponse(id, wire.ErrorRejected, http.StatusForbidden, refusal.Error())
-	}
-	if int64(len(r.Body)) > e.up.MaxRequestBytes {
-		return errorResponse(id, wire.ErrorTooLarge, http.StatusRequestEntityTooLarge,
-			fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", len(r.Body), e.up.MaxRequestBytes))
+	c, early := e.begin(r)
+	if early != nil {
+		return early
 	}
 	if !r.Deadline.IsZero() {
 		if !time.Now().Before(r.Deadline) {
@@ -312,6 +323,33 @@ func (e *Executor) Do(ctx context.Context, r *wire.Request) (resp *wire.Response
 		return contextResponse(id, ctx, e.timeout)
 	}
 	return e.execute(ctx, c)
+}
+
+// observe is Do's deferred end: it turns a panic into an internal error
+// and reports the outcome.
+func (e *Executor) observe(resp **wire.Response, id, method string, start time.Time) {
+	if p := recover(); p != nil {
+		e.log.Error(fmt.Errorf("panic: %v", p), "Upstream call failed unexpectedly", "job", id)
+		*resp = errorResponse(id, wire.ErrorInternal, http.StatusInternalServerError, "internal error while calling the upstream")
+	}
+	e.obs.UpstreamDone(metricMethod(method), (*resp).Status, (*resp).ErrorKind, time.Since(start))
+}
+
+// begin applies the policy and the size limit: it returns the call, or the
+// job's answer when there is to be no call. From here on the call holds the
+// body, not r.
+func (e *Executor) begin(r *wire.Request) (*call, *wire.Response) {
+	c, refusal := e.prepare(r)
+	if refusal != nil {
+		e.log.V(1).Info("Refused a job", "job", r.ID, "reason", refusal.Reason)
+		return nil, errorResponse(r.ID, wire.ErrorRejected, http.StatusForbidden, refusal.Error())
+	}
+	r.Body = nil
+	if c.body.size > e.up.MaxRequestBytes {
+		return nil, errorResponse(r.ID, wire.ErrorTooLarge, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", c.body.size, e.up.MaxRequestBytes))
+	}
+	return c, nil
 }
 
 // prepare applies the security policy and builds the call.
@@ -341,7 +379,10 @@ func (e *Executor) prepare(r *wire.Request) (*call, *Refusal) {
 	for k, v := range e.static {
 		h[k] = append([]string(nil), v...)
 	}
-	return &call{id: r.ID, method: method, url: u.String(), header: h, body: r.Body}, nil
+	return &call{
+		id: r.ID, method: method, url: u, header: h, body: newRequestBody(r.Body),
+		replayable: e.retries.NonIdempotent || idempotentMethods[method],
+	}, nil
 }
 
 // outcome is the result of one attempt.
@@ -357,78 +398,107 @@ type outcome struct {
 }
 
 // execute runs attempts until one is final, the attempts are used up or the
-// next backoff would end after the deadline.
+// next backoff would end after the deadline. Its frame, attempt's and Do's
+// are on the stack of every call in flight while it waits for the
+// upstream, so the work around the wait is done in helpers (next,
+// finishAttempt), whose frames are not.
 func (e *Executor) execute(ctx context.Context, c *call) *wire.Response {
-	backoff := wait.Backoff{
+	st := attemptState{attempt: 1, backoff: wait.Backoff{
 		Duration: e.retries.Backoff.Duration,
 		Factor:   2,
 		Jitter:   0.2,
 		Steps:    e.attempts,
 		Cap:      e.retries.MaxBackoff.Duration,
-	}
-	replayable := e.retries.NonIdempotent || idempotentMethods[c.method]
-	authRetried := false
-	for attempt := 1; ; {
-		out := e.attempt(ctx, c)
-		if out.unauthorized && e.tokens != nil {
-			// A 401 means the upstream did not act on the call, so it is
-			// repeated once with a fresh token whatever the method.
-			if !authRetried && ctx.Err() == nil {
-				authRetried = true
-				e.tokens.Invalidate(out.token)
-				e.obs.UpstreamRetry(metricMethod(c.method), "unauthorized")
-				continue
-			}
-			out.resp.ErrorKind = wire.ErrorAuth
-			out.resp.ErrorMessage = "the upstream refused the OAuth2 token twice (401), also after a refresh"
-			return out.resp
+	}}
+	for {
+		out := e.attempt(ctx, c, &st)
+		if resp := e.next(ctx, c, &st, &out); resp != nil {
+			return resp
 		}
-		// A 429 says the upstream did not act on the call: repeated
-		// whatever the method, like a 401.
-		if out.retry == "" || !(replayable || out.resp.Status == http.StatusTooManyRequests) || attempt >= e.attempts {
-			return out.resp
-		}
-		delay := backoff.Step()
-		if mb := e.retries.MaxBackoff.Duration; mb > 0 && delay > mb {
-			delay = mb
-		}
-		if out.retryAfter > 0 {
-			// The server's delay, not the backoff; longer than the cap:
-			// its answer is the job's.
-			if out.retryAfter > e.maxAfter {
-				e.log.V(1).Info("Not retrying: Retry-After over retries.maxRetryAfter", "job", c.id,
-					"status", out.resp.Status, "retryAfter", out.retryAfter, "maxRetryAfter", e.maxAfter)
-				return out.resp
-			}
-			delay = out.retryAfter
-		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= delay {
-			return out.resp
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return out.resp
-		case <-t.C:
-		}
-		attempt++
-		e.obs.UpstreamRetry(metricMethod(c.method), out.retry)
-		e.log.V(1).Info("Retrying an upstream call", "job", c.id, "attempt", attempt, "reason", out.retry, "status", out.resp.Status)
 	}
 }
 
-// attempt sends the call once.
-func (e *Executor) attempt(ctx context.Context, c *call) outcome {
+// next decides after an attempt: it returns the call's answer, or nil once
+// it has waited for the next attempt.
+func (e *Executor) next(ctx context.Context, c *call, st *attemptState, out *outcome) *wire.Response {
+	if out.unauthorized && e.tokens != nil {
+		// A 401 means the upstream did not act on the call, so it is
+		// repeated once with a fresh token whatever the method.
+		if !st.authRetried && ctx.Err() == nil {
+			st.authRetried = true
+			e.tokens.Invalidate(out.token)
+			e.obs.UpstreamRetry(metricMethod(c.method), "unauthorized")
+			return nil
+		}
+		out.resp.ErrorKind = wire.ErrorAuth
+		out.resp.ErrorMessage = "the upstream refused the OAuth2 token twice (401), also after a refresh"
+		return out.resp
+	}
+	// A 429 says the upstream did not act on the call: repeated
+	// whatever the method, like a 401.
+	if out.retry == "" || !(c.replayable || out.resp.Status == http.StatusTooManyRequests) || st.attempt >= e.attempts {
+		return out.resp
+	}
+	delay := st.backoff.Step()
+	if mb := e.retries.MaxBackoff.Duration; mb > 0 && delay > mb {
+		delay = mb
+	}
+	if out.retryAfter > 0 {
+		// The server's delay, not the backoff; longer than the cap:
+		// its answer is the job's.
+		if out.retryAfter > e.maxAfter {
+			e.log.V(1).Info("Not retrying: Retry-After over retries.maxRetryAfter", "job", c.id,
+				"status", out.resp.Status, "retryAfter", out.retryAfter, "maxRetryAfter", e.maxAfter)
+			return out.resp
+		}
+		delay = out.retryAfter
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= delay {
+		return out.resp
+	}
+	t := time.NewTimer(delay)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return out.resp
+	case <-t.C:
+	}
+	st.attempt++
+	e.obs.UpstreamRetry(metricMethod(c.method), out.retry)
+	e.log.V(1).Info("Retrying an upstream call", "job", c.id, "attempt", st.attempt, "reason", out.retry, "status", out.resp.Status)
+	return nil
+}
+
+// attemptState is where execute is in its loop of attempts.
+type attemptState struct {
+	attempt     int  // 1 for the first
+	authRetried bool // the call was repeated after a 401 already
+	backoff     wait.Backoff
+}
+
+// mayRepeat reports whether an attempt whose response has status may be
+// followed by another one, which would send the body again: execute's rules,
+// decided from the status alone, before the response body is read. A
+// failure reading that body counts as a connection error.
+func (e *Executor) mayRepeat(c *call, st *attemptState, status int, unauthorized bool) bool {
+	if unauthorized && e.tokens != nil {
+		return !st.authRetried
+	}
+	if st.attempt >= e.attempts {
+		return false
+	}
+	if e.retryStatus[status] && (c.replayable || status == http.StatusTooManyRequests) {
+		return true
+	}
+	return e.retries.OnConnectionErrors && c.replayable
+}
+
+// attempt sends the call once. Its frame is on the stack while the call
+// waits for the upstream: the work before and after is in helpers.
+func (e *Executor) attempt(ctx context.Context, c *call, st *attemptState) outcome {
 	if e.limiter != nil {
-		// Within the job's context (its deadline), not the request
-		// timeout: waiting for the limiter is not the upstream's time.
-		if err := e.limiter.Wait(ctx); err != nil {
-			if ctx.Err() != nil {
-				return outcome{resp: contextResponse(c.id, ctx, e.timeout)}
-			}
-			return outcome{resp: errorResponse(c.id, wire.ErrorTimeout, http.StatusGatewayTimeout,
-				fmt.Sprintf("the upstream rate limit (%g requests/s) leaves no room for the call before the job deadline", float64(e.limiter.Limit())))}
+		if out, ok := e.waitLimiter(ctx, c); !ok {
+			return out
 		}
 	}
 	if e.timeout > 0 {
@@ -436,34 +506,63 @@ func (e *Executor) attempt(ctx context.Context, c *call) outcome {
 		ctx, cancel = context.WithTimeoutCause(ctx, e.timeout, errRequestTimeout)
 		defer cancel()
 	}
-	req, err := http.NewRequestWithContext(ctx, c.method, c.url, bytes.NewReader(c.body))
-	if err != nil {
-		return outcome{resp: errorResponse(c.id, wire.ErrorInternal, http.StatusInternalServerError,
-			fmt.Sprintf("building the upstream request: %v", err))}
+	req, tok, failed := e.startAttempt(ctx, c)
+	if failed != nil {
+		return outcome{resp: failed}
 	}
-	req.Header = c.header.Clone()
-	if e.files != nil {
-		for k, v := range e.files.current() {
-			req.Header[k] = append([]string(nil), v...)
-		}
-	}
-	var tok *oauth2.Token
-	if e.tokens != nil {
-		tok, err = e.tokens.Token(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return outcome{resp: contextResponse(c.id, ctx, e.timeout)}
-			}
-			return outcome{resp: errorResponse(c.id, wire.ErrorAuth, http.StatusBadGateway,
-				fmt.Sprintf("no OAuth2 token for the upstream: %v", err))}
-		}
-		tok.SetAuthHeader(req)
-	}
-	res, err := e.client.Do(req)
+	res, err := e.roundTrip(req)
 	if err != nil {
 		return e.transportFailure(ctx, c.id, err)
 	}
 	defer func() { _ = res.Body.Close() }()
+	return e.finishAttempt(ctx, c, st, res, tok)
+}
+
+// waitLimiter waits for the rate limiter; ok is false when the call may not
+// be made, with its answer.
+func (e *Executor) waitLimiter(ctx context.Context, c *call) (out outcome, ok bool) {
+	// Within the job's context (its deadline), not the request timeout:
+	// waiting for the limiter is not the upstream's time.
+	if err := e.limiter.Wait(ctx); err != nil {
+		if ctx.Err() != nil {
+			return outcome{resp: contextResponse(c.id, ctx, e.timeout)}, false
+		}
+		return outcome{resp: errorResponse(c.id, wire.ErrorTimeout, http.StatusGatewayTimeout,
+			fmt.Sprintf("the upstream rate limit (%g requests/s) leaves no room for the call before the job deadline", float64(e.limiter.Limit())))}, false
+	}
+	return outcome{}, true
+}
+
+// startAttempt builds the attempt's request with its token; failed is the
+// call's answer when that is not possible.
+func (e *Executor) startAttempt(ctx context.Context, c *call) (req *http.Request, tok *oauth2.Token, failed *wire.Response) {
+	req, err := e.newRequest(ctx, c)
+	if err != nil {
+		return nil, nil, errorResponse(c.id, wire.ErrorInternal, http.StatusInternalServerError,
+			fmt.Sprintf("building the upstream request: %v", err))
+	}
+	if e.tokens != nil {
+		tok, err = e.tokens.Token(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, contextResponse(c.id, ctx, e.timeout)
+			}
+			return nil, nil, errorResponse(c.id, wire.ErrorAuth, http.StatusBadGateway,
+				fmt.Sprintf("no OAuth2 token for the upstream: %v", err))
+		}
+		tok.SetAuthHeader(req)
+	}
+	return req, tok, nil
+}
+
+// finishAttempt reads the upstream's answer to an attempt.
+func (e *Executor) finishAttempt(ctx context.Context, c *call, st *attemptState, res *http.Response, tok *oauth2.Token) outcome {
+	unauthorized := res.StatusCode == http.StatusUnauthorized && tok != nil
+	if !e.mayRepeat(c, st, res.StatusCode, unauthorized) {
+		// No later attempt needs the body: let it go before the response
+		// is read, so that request and response are not held together.
+		c.body.release()
+	}
 	limit := e.up.MaxResponseBytes
 	if res.ContentLength > limit {
 		return outcome{resp: responseTooLarge(c.id, limit)}
@@ -486,7 +585,7 @@ func (e *Executor) attempt(ctx context.Context, c *call) outcome {
 			Body:   body,
 		},
 		token:        tok,
-		unauthorized: res.StatusCode == http.StatusUnauthorized && tok != nil,
+		unauthorized: unauthorized,
 	}
 	if e.retryStatus[res.StatusCode] {
 		out.retry = "status"
@@ -495,6 +594,33 @@ func (e *Executor) attempt(ctx context.Context, c *call) outcome {
 		}
 	}
 	return out
+}
+
+// newRequest builds one attempt's request: the call's URL (parsed and
+// checked by prepare, not parsed again) and body (not copied), and its
+// headers. An attempt that adds headers of its own (header files; the token
+// is added by attempt) gets a copy of the call's headers; otherwise the
+// attempts share them, as net/http only reads them. Calls in flight hold
+// their requests, so every byte here is multiplied by them.
+func (e *Executor) newRequest(ctx context.Context, c *call) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, c.method, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.URL, req.Host = c.url, c.url.Host
+	if err := c.body.attach(req); err != nil {
+		return nil, err
+	}
+	req.Header = c.header
+	if e.files != nil || e.tokens != nil {
+		req.Header = c.header.Clone()
+	}
+	if e.files != nil {
+		for k, v := range e.files.current() {
+			req.Header[k] = append([]string(nil), v...)
+		}
+	}
+	return req, nil
 }
 
 // transportFailure classifies an error from http.Client.Do.
@@ -648,5 +774,21 @@ func readBody(res *http.Response, limit int64) ([]byte, error) {
 	for _, b := range blocks {
 		body = append(body, b...)
 	}
+	if total >= returnMemoryAbove {
+		// The blocks are garbage now (nothing uses them after the join):
+		// collect them before the answer is produced, as for a released
+		// request body.
+		returnMemory()
+	}
 	return body, nil
+}
+
+// roundTrip sends req: through the client, which follows redirects, when
+// upstream.followRedirects is set, else straight to the transport (the
+// client would only return the 3xx as it is).
+func (e *Executor) roundTrip(req *http.Request) (*http.Response, error) {
+	if e.up.FollowRedirects {
+		return e.client.Do(req)
+	}
+	return e.transport.RoundTrip(req)
 }
