@@ -361,7 +361,7 @@ func blackhole(t *testing.T) string {
 
 // TestHangingKafkaDoesNotDelayOtherPipelines: a pipeline whose brokers
 // accept connections and never answer does not slow another pipeline's
-// reconcile by more than a second.
+// reconcile (by its Kafka timeouts).
 func TestHangingKafkaDoesNotDelayOtherPipelines(t *testing.T) {
 	requireEnvtest(t)
 	g := NewWithT(t)
@@ -397,7 +397,9 @@ func TestHangingKafkaDoesNotDelayOtherPipelines(t *testing.T) {
 	time.Sleep(2 * time.Second) // the polls of the hanging pipelines are under way
 	with := timeToDeployment("beside")
 	t.Logf("time to reconcile a new pipeline: %v alone, %v beside 3 pipelines with a hanging broker", baseline.Round(time.Millisecond), with.Round(time.Millisecond))
-	g.Expect(with - baseline).To(BeNumerically("<", time.Second))
+	// On the reconcile path a hanging broker would cost its dial or read
+	// timeout (tens of seconds); 5 s leaves room for a loaded machine.
+	g.Expect(with - baseline).To(BeNumerically("<", 5*time.Second))
 
 	g.Eventually(func(g Gomega) {
 		cur := get(g, ns, "hanging-0", &v1.PortalPipeline{})
