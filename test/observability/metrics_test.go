@@ -4,7 +4,6 @@
 package observability
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,10 +13,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/promql/parser"
-	"sigs.k8s.io/yaml"
 
 	"kafkasend.io/kafkasend/internal/portal"
 	"kafkasend.io/kafkasend/internal/version"
+	"kafkasend.io/kafkasend/test/packaging/promqueries"
 )
 
 // operatorMetrics are the operator's per-pipeline gauges (labels namespace
@@ -109,62 +108,13 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-// grafanaVars stands in for Grafana's template variables so that a query
-// parses as Prometheus would receive it.
-var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$__interval", "1m", "$namespace", "team-a", "$pipeline", "orders")
-
-var labelValues = regexp.MustCompile(`^label_values\((.*),\s*[a-zA-Z_][a-zA-Z0-9_]*\)$`)
-
-type dashboard struct {
-	Panels []struct {
-		Title   string `json:"title"`
-		Targets []struct {
-			Expr string `json:"expr"`
-		} `json:"targets"`
-	} `json:"panels"`
-	Templating struct {
-		List []struct {
-			Name  string `json:"name"`
-			Type  string `json:"type"`
-			Query any    `json:"query"`
-		} `json:"list"`
-	} `json:"templating"`
-}
-
 // dashboardQueries returns the dashboard's PromQL queries, keyed by where
 // they are.
 func dashboardQueries(t *testing.T, path string) map[string]string {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	q, err := promqueries.Dashboard(path, promqueries.GrafanaVars("team-a", "orders", "5m"))
 	if err != nil {
 		t.Fatal(err)
-	}
-	var d dashboard
-	if err := json.Unmarshal(data, &d); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	q := map[string]string{}
-	for _, p := range d.Panels {
-		for i, tg := range p.Targets {
-			q[p.Title+" #"+string(rune('A'+i))] = grafanaVars.Replace(tg.Expr)
-		}
-	}
-	for _, v := range d.Templating.List {
-		if v.Type != "query" {
-			continue
-		}
-		var s string
-		switch qv := v.Query.(type) {
-		case string:
-			s = qv
-		case map[string]any:
-			s, _ = qv["query"].(string)
-		}
-		m := labelValues.FindStringSubmatch(s)
-		if m == nil {
-			t.Fatalf("variable %s: query %q is not label_values(SELECTOR, LABEL)", v.Name, s)
-		}
-		q["variable "+v.Name] = grafanaVars.Replace(m[1])
 	}
 	if len(q) < 10 {
 		t.Fatalf("%s: only %d queries", path, len(q))
@@ -172,32 +122,11 @@ func dashboardQueries(t *testing.T, path string) map[string]string {
 	return q
 }
 
-type rulesFile struct {
-	Groups []struct {
-		Name  string `json:"name"`
-		Rules []struct {
-			Alert  string `json:"alert"`
-			Record string `json:"record"`
-			Expr   string `json:"expr"`
-		} `json:"rules"`
-	} `json:"groups"`
-}
-
 func ruleExprs(t *testing.T, path string) map[string]string {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	q, err := promqueries.Rules(path)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var f rulesFile
-	if err := yaml.Unmarshal(data, &f); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	q := map[string]string{}
-	for _, g := range f.Groups {
-		for _, r := range g.Rules {
-			q["alert "+r.Alert+r.Record] = r.Expr
-		}
 	}
 	return q
 }
