@@ -121,7 +121,7 @@ func responseHead(r *Response) ([]byte, error) {
 	if err := validateResponseMeta(&m); err != nil {
 		return nil, err
 	}
-	return encodeHead(payloadTypeResponse, &m, len(r.Body))
+	return responseHeadOf(&m, len(r.Body))
 }
 
 func encode(typ byte, meta any, body []byte) ([]byte, error) {

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -55,8 +56,20 @@ func (rb *requestBody) open() (io.ReadCloser, error) {
 	if rb.released {
 		return nil, errBodyReleased
 	}
+	if rb.size < inPlaceBelow {
+		return io.NopCloser(bytes.NewReader(rb.b)), nil
+	}
 	return &bodyReader{b: rb.b}, nil
 }
+
+// inPlaceBelow is the body size below which a body is sent through a
+// *bytes.Reader, which net/http knows to be in memory: it then writes the
+// request's headers and body in one system call. With any other reader it
+// flushes the headers first and copies the body through a 32 KiB buffer of
+// its own (net.TCPConn's ReadFrom): two writes and an allocation per request,
+// which cost the throughput scenario about a fifth of the portal's CPU.
+// Dropping a body that small early saves nothing worth that.
+const inPlaceBelow = 64 << 10
 
 // release drops the call's reference to the body. Readers already open keep
 // theirs until they reach the end or are closed. A body of at least
