@@ -39,9 +39,9 @@ const (
 
 // childSpec configures a helper process; it travels as one JSON argument.
 type childSpec struct {
-	Role            string   `json:"role"`
+	Role string `json:"role"`
 	// H2C: an upstream also speaks HTTP/2 without TLS.
-	H2C bool `json:"h2c,omitempty"`
+	H2C             bool     `json:"h2c,omitempty"`
 	Brokers         []string `json:"brokers,omitempty"`
 	Group           string   `json:"group,omitempty"`
 	Requests        string   `json:"requests,omitempty"`
