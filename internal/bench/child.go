@@ -119,29 +119,30 @@ func serveChild(ctx context.Context, spec childSpec, ready func(childReady) erro
 	case roleUpstream:
 		return serveUpstreamChild(ctx, spec.H2C, ready)
 	case roleEchoRelay:
-		r, err := startEchoRelay(ctx, spec.Brokers, spec.Group, spec.Requests, spec.Replies, spec.MaxMessageBytes)
-		if err != nil {
-			return err
-		}
-		if err := ready(childReady{}); err != nil {
-			_ = r.close()
-			return err
-		}
-		<-ctx.Done()
-		return r.close()
+		return serveRelay(ctx, ready, func() (relay, error) {
+			return startEchoRelay(ctx, spec.Brokers, spec.Group, spec.Requests, spec.Replies, spec.MaxMessageBytes)
+		})
 	case roleHTTPRelay:
-		r, err := startHTTPRelay(ctx, spec)
-		if err != nil {
-			return err
-		}
-		if err := ready(childReady{}); err != nil {
-			_ = r.close()
-			return err
-		}
-		<-ctx.Done()
-		return r.close()
+		return serveRelay(ctx, ready, func() (relay, error) { return startHTTPRelay(ctx, spec) })
 	}
 	return fmt.Errorf("unknown role %q", spec.Role)
+}
+
+// relay is a running echo or HTTP relay.
+type relay interface{ close() error }
+
+// serveRelay runs the relay start makes until ctx ends.
+func serveRelay(ctx context.Context, ready func(childReady) error, start func() (relay, error)) error {
+	r, err := start()
+	if err != nil {
+		return err
+	}
+	if err := ready(childReady{}); err != nil {
+		_ = r.close()
+		return err
+	}
+	<-ctx.Done()
+	return r.close()
 }
 
 // serveProfiles serves Go's runtime profiles on addr until stop.

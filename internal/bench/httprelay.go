@@ -12,44 +12,11 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"kafkasend.io/kafkasend/internal/kafkaconf"
+	"kafkasend.io/kafkasend/internal/portal"
 	"kafkasend.io/kafkasend/internal/portal/config"
 	portalupstream "kafkasend.io/kafkasend/internal/portal/upstream"
 	"kafkasend.io/kafkasend/pkg/wire"
 )
-
-// portalSaramaConfig is the portal's consumer and producer configuration
-// with the project's defaults (internal/portal/portal.go, saramaConfig): a
-// consumer-group member with the cooperative-sticky protocol, 1 s commits of
-// marked offsets, 100 ms fetch waits and 1 MiB fetches, 32 buffered records
-// per partition, and the portal's chunk producer (idempotent, acks=all, one
-// open request per broker, up to 1 MiB or 1 ms per batch).
-func portalSaramaConfig(clientID string, maxMessageBytes int) (*sarama.Config, error) {
-	k := config.Default().Kafka
-	sc, err := kafkaconf.New(kafkaconf.Options{ClientID: clientID}, kafkaconf.Credentials{})
-	if err != nil {
-		return nil, fmt.Errorf("kafka: %w", err)
-	}
-	if !sc.Version.IsAtLeast(sarama.V2_4_0_0) {
-		sc.Version = sarama.V2_4_0_0
-	}
-	sc.Consumer.Return.Errors = true
-	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
-	sc.Consumer.Offsets.AutoCommit.Enable = true
-	sc.Consumer.Offsets.AutoCommit.Interval = time.Second
-	sc.Consumer.Group.Session.Timeout = k.SessionTimeout.Duration
-	sc.Consumer.Group.Heartbeat.Interval = k.HeartbeatInterval.Duration
-	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyCooperativeSticky()}
-	sc.Consumer.Group.Rebalance.Timeout = 30 * time.Second
-	sc.Net.ReadTimeout = max(sc.Net.ReadTimeout, sc.Consumer.Group.Rebalance.Timeout+k.SessionTimeout.Duration+5*time.Second)
-	sc.Consumer.MaxWaitTime = 100 * time.Millisecond
-	sc.Consumer.Fetch.Default = 1 << 20
-	sc.ChannelBufferSize = 32
-	sc.Metadata.AllowAutoTopicCreation = false
-	kafkaconf.ChunkProducer(sc, maxMessageBytes)
-	sc.Producer.Flush.Bytes = 1 << 20
-	return sc, nil
-}
 
 // httpRelay is the limit of doing the portal's HTTP work with nothing
 // else: a consumer-group member with the portal's Kafka settings that, for
@@ -94,11 +61,19 @@ func startHTTPRelay(ctx context.Context, spec childSpec) (*httpRelay, error) {
 	if spec.MaxInFlight < 1 || spec.URL == "" {
 		return nil, fmt.Errorf("http relay: want an upstream URL and maxInFlight >= 1, got %q and %d", spec.URL, spec.MaxInFlight)
 	}
-	sc, err := portalSaramaConfig("kafkasend-bench-http-relay", spec.MaxMessageBytes)
-	if err != nil {
-		return nil, err
+	// The portal's own Kafka settings (consumer group, commits, fetches,
+	// the idempotent answer producer), from the project's defaults.
+	cfg := config.Default()
+	cfg.Kafka.Brokers, cfg.Kafka.ClientID = spec.Brokers, "kafkasend-bench-http-relay"
+	cfg.Concurrency.MaxInFlight = spec.MaxInFlight
+	if spec.MaxMessageBytes > 0 {
+		cfg.Kafka.MaxMessageBytes = spec.MaxMessageBytes
 	}
-	producer, err := sarama.NewAsyncProducer(spec.Brokers, sc)
+	sc, pc, err := portal.KafkaConfigs(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	producer, err := sarama.NewAsyncProducer(spec.Brokers, pc)
 	if err != nil {
 		return nil, fmt.Errorf("creating the HTTP relay's producer: %w", err)
 	}

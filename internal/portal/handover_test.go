@@ -30,15 +30,20 @@ import (
 
 const testTopic = "req"
 
-func testPortal(t *testing.T, instance string) *Portal {
-	t.Helper()
+// testConfig is a portal configuration that reaches nothing.
+func testConfig() config.Config {
 	c := config.Default()
 	c.Kafka.Brokers = []string{"127.0.0.1:1"}
 	c.Kafka.ConsumerGroup = "g"
 	c.Topics = config.Topics{Requests: testTopic, Replies: "rep"}
 	c.Upstream.BaseURL = "http://127.0.0.1:1/"
 	c.Upstream.AllowInsecureHTTP = true
-	p, err := New(c, Options{Log: logr.Discard(), Instance: instance})
+	return c
+}
+
+func testPortal(t *testing.T, instance string) *Portal {
+	t.Helper()
+	p, err := New(testConfig(), Options{Log: logr.Discard(), Instance: instance})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -460,12 +465,7 @@ func TestHandoverKeyFile(t *testing.T) {
 		"missing": {&config.Handover{KeyFile: filepath.Join(dir, "none")}, "handover.keyFile: open " + filepath.Join(dir, "none") + ": no such file or directory"},
 		"short":   {&config.Handover{KeyFile: short}, "handover.keyFile " + short + ": a key of 9 bytes, want at least 16"},
 	} {
-		c := config.Default()
-		c.Kafka.Brokers = []string{"127.0.0.1:1"}
-		c.Kafka.ConsumerGroup = "g"
-		c.Topics = config.Topics{Requests: testTopic, Replies: "rep"}
-		c.Upstream.BaseURL = "http://127.0.0.1:1/"
-		c.Upstream.AllowInsecureHTTP = true
+		c := testConfig()
 		c.Handover = tc.h
 		if _, err := New(c, Options{Log: logr.Discard()}); err == nil || err.Error() != tc.want {
 			t.Errorf("%s: New = %v, want %q", name, err, tc.want)

@@ -292,6 +292,17 @@ func saramaConfig(cfg config.Config, opts Options) (*sarama.Config, error) {
 	return sc, nil
 }
 
+// KafkaConfigs are the consumer and the answer producers' sarama
+// configurations of a portal with cfg, for tools that must talk to Kafka as
+// the portal does (the bench's HTTP relay).
+func KafkaConfigs(cfg config.Config) (consumer, producer *sarama.Config, err error) {
+	sc, err := saramaConfig(cfg, Options{CommitInterval: time.Second})
+	if err != nil {
+		return nil, nil, err
+	}
+	return sc, producerConfig(sc, cfg.Concurrency.MaxInFlight), nil
+}
+
 // producerConfig is sc for the answer producers. Their channels hold
 // answers, not fetched chunks: at most maxInFlight answers are unacknowledged
 // (Portal.answers), so room for all of them in each stage of sarama's
