@@ -156,7 +156,7 @@ func (r *PortalPipelineReconciler) reconcileNormal(ctx context.Context, p *v1.Po
 		return obs, nil
 	}
 
-	if err := ensureHandoverKey(ctx, r.APIReader, r.Client, p); err != nil {
+	if err := ensureHandoverKey(ctx, r.pods, r.Client, p); err != nil {
 		obs.secretErr = err
 		return obs, err
 	}

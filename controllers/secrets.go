@@ -17,7 +17,10 @@ import (
 )
 
 // ensureHandoverKey creates the pipeline's handover key Secret (32 random
-// bytes, owned by the pipeline) unless it exists. It never replaces a key:
+// bytes, owned by the pipeline) unless it exists. r is the operator's cache
+// of Secret names, so that a reconcile costs no API call for it (a cache
+// behind a fresh creation only makes Create answer AlreadyExists). It
+// never replaces a key:
 // workers with different keys ignore each other's handover records, so a
 // new key during a rollout may run a handed-over job twice.
 func ensureHandoverKey(ctx context.Context, r client.Reader, w client.Writer, p *kafkasendv1alpha1.PortalPipeline) error {

@@ -59,6 +59,15 @@ func answering(t *testing.T) (*Portal, *partition, *heldProducer) {
 // holds a slot, and answers.
 func callDone(t *testing.T, p *Portal, pt *partition, offset int64, body []byte) *flight {
 	t.Helper()
+	f, resp := heldFlight(t, p, pt, offset, body)
+	p.respond(f, resp, defaultRoute)
+	return f
+}
+
+// heldFlight takes a slot and starts the flight of a job whose call
+// returned resp (not answered yet).
+func heldFlight(t *testing.T, p *Portal, pt *partition, offset int64, body []byte) (*flight, *wire.Response) {
+	t.Helper()
 	if !p.slots.TryAcquire(1) {
 		t.Fatal("no free slot for the next job")
 	}
@@ -67,8 +76,7 @@ func callDone(t *testing.T, p *Portal, pt *partition, offset int64, body []byte)
 	if err := pt.tracker.Track(offset); err != nil {
 		t.Fatal(err)
 	}
-	p.respond(f, &wire.Response{ID: id, Status: http.StatusOK, Body: body}, defaultRoute)
-	return f
+	return f, &wire.Response{ID: id, Status: http.StatusOK, Body: body}
 }
 
 // A job whose call returned gives its slot to the next job at once: its
@@ -119,19 +127,26 @@ func TestSpentAnswerBudgetKeepsTheSlot(t *testing.T) {
 	if !p.answers.TryAcquire(p.answerBudget) {
 		t.Fatal("answer budget not free at start")
 	}
-	answered := make(chan *flight, 1)
-	go func() { answered <- callDone(t, p, pt, 0, []byte("held")) }()
-	time.Sleep(100 * time.Millisecond)
-	if p.slots.TryAcquire(1) {
-		t.Fatal("the slot was freed although the answer budget is spent")
-	}
-	select {
-	case <-prod.input:
-		t.Fatal("an answer was produced beyond the answer budget")
-	default:
+	f, resp := heldFlight(t, p, pt, 0, []byte("held"))
+	answered := make(chan struct{})
+	go func() { defer close(answered); p.respond(f, resp, defaultRoute) }()
+	// For half a second (ample to reach the budget), the slot stays taken
+	// and nothing is produced.
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if p.slots.TryAcquire(1) {
+			t.Fatal("the slot was freed although the answer budget is spent")
+		}
+		select {
+		case <-prod.input:
+			t.Fatal("an answer was produced beyond the answer budget")
+		case <-answered:
+			t.Fatal("the answer was sent beyond the answer budget")
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	p.answers.Release(p.answerBudget)
-	f := <-answered
+	<-answered
 	m := prod.ackNext(t)
 	if got := string(m.Key.(sarama.StringEncoder)); got != f.id {
 		t.Fatalf("produced answer of %q, want %q", got, f.id)

@@ -178,12 +178,13 @@ func New(cfg config.Config, opts Options) (*Portal, error) {
 	}
 	workCtx, cancelWork := context.WithCancel(context.Background())
 	closing, stopSending := context.WithCancel(context.Background())
+	budget := answerBudget(cfg)
 	p := &Portal{
 		cfg: cfg, log: opts.Log, metrics: opts.Metrics, exec: exec, asm: asm,
 		sc: sc, opts: opts,
 		slots:        semaphore.NewWeighted(int64(cfg.Concurrency.MaxInFlight)),
-		answers:      semaphore.NewWeighted(answerBudget(cfg)),
-		answerBudget: answerBudget(cfg),
+		answers:      semaphore.NewWeighted(budget),
+		answerBudget: budget,
 		inflight:     map[string]*flight{},
 		parts:        map[*partition]struct{}{},
 		workCtx:      workCtx, cancelWork: cancelWork,
@@ -304,11 +305,10 @@ func KafkaConfigs(cfg config.Config) (consumer, producer *sarama.Config, err err
 }
 
 // producerConfig is sc for the answer producers. Their channels hold
-// answers, not fetched chunks: at most maxInFlight answers are unacknowledged
-// (Portal.answers), so room for all of them in each stage of sarama's
-// pipeline costs no memory beyond that bound, and a stage never waits for
-// the next one to drain (32, the consumer's buffer, made every answer wait
-// for the acknowledgement of the ones before it).
+// answers, not fetched chunks, whose bytes the answer budget bounds
+// (Portal.answers), so deeper channels cost no memory beyond it; with the
+// consumer's 32 records each answer waited for room behind the
+// acknowledgement of the ones before it.
 func producerConfig(sc *sarama.Config, maxInFlight int) *sarama.Config {
 	pc := *sc
 	pc.ChannelBufferSize = max(256, min(maxInFlight, 4096))

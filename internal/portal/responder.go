@@ -238,21 +238,24 @@ func (p *Portal) refuseReplyTarget(f *flight, route wire.Routing, err error) {
 // stops consumption. A closing portal keeps the slot; the answer is not
 // sent then anyway.
 func (p *Portal) toAnswer(f *flight, size int64) {
-	p.mu.Lock()
-	slot := f.slot
-	p.mu.Unlock()
-	if !slot {
-		return
-	}
 	w := min(max(size, minAnswerWeight), p.answerBudget)
-	if !p.answers.TryAcquire(w) && p.answers.Acquire(p.closing, w) != nil {
+	p.mu.Lock()
+	if !f.slot || f.released {
+		p.mu.Unlock()
 		return
 	}
-	p.mu.Lock()
-	if f.released || !f.slot {
+	if !p.answers.TryAcquire(w) {
+		// Wait without the lock; the flight may be released meanwhile.
 		p.mu.Unlock()
-		p.answers.Release(w)
-		return
+		if p.answers.Acquire(p.closing, w) != nil {
+			return
+		}
+		p.mu.Lock()
+		if !f.slot || f.released {
+			p.mu.Unlock()
+			p.answers.Release(w)
+			return
+		}
 	}
 	f.slot, f.answer = false, w
 	p.mu.Unlock()
