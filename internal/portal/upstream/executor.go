@@ -161,7 +161,7 @@ func New(opts Options) (*Executor, error) {
 	}
 	tr := opts.Transport
 	if tr == nil {
-		if tr, err = newTransport(opts.Upstream.CAFile, maxInFlight, opts.Upstream.HTTP2); err != nil {
+		if tr, err = NewTransport(opts.Upstream.CAFile, maxInFlight, opts.Upstream.HTTP2); err != nil {
 			return nil, fmt.Errorf("creating upstream executor: %w", err)
 		}
 	}

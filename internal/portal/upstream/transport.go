@@ -32,12 +32,14 @@ func rootCAs(caFile string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// newTransport builds the transport shared by every upstream call and (unless
+// NewTransport builds the transport shared by every upstream call and (unless
 // http2 is "always") the token endpoint: certificate verification always on
 // (system roots plus the optional CA file), TLS 1.2 or later, the HTTP
 // versions of upstream.http2 (see protocols), and an idle pool large enough
 // that maxInFlight concurrent calls to one host reuse their connections.
-func newTransport(caFile string, maxInFlight int, http2 string) (*http.Transport, error) {
+// Tools that must call upstreams as the portal does use it too (the bench's
+// HTTP relay).
+func NewTransport(caFile string, maxInFlight int, http2 string) (*http.Transport, error) {
 	pool, err := rootCAs(caFile)
 	if err != nil {
 		return nil, err
@@ -59,12 +61,6 @@ func newTransport(caFile string, maxInFlight int, http2 string) (*http.Transport
 	}
 	tr.Protocols = protocols(http2)
 	return tr, nil
-}
-
-// NewTransport is the transport the portal calls upstreams with, for tools
-// that must call them the same way (the bench's HTTP relay).
-func NewTransport(caFile string, maxInFlight int, http2 string) (*http.Transport, error) {
-	return newTransport(caFile, maxInFlight, http2)
 }
 
 // protocols maps upstream.http2 to the transport's protocols:
